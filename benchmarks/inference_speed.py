@@ -1,0 +1,380 @@
+"""CPU inference speed and memory of MTQ-Net, with the trunk's time separated from the SSL encoder's.
+
+For every (preset, batch size, clip duration) the script starts a fresh Python process that builds the inference
+model (random weights, auxiliary heads dropped, eval mode), runs one warm-up forward and a few timed forwards under
+`torch.inference_mode()`, and reports the medians:
+
+- RTF total: wall seconds of `model(input_values, attention_mask)` per second of audio (batch x duration);
+- RTF SSL: the same for the summed calls of `model.mtqnet.ssl_encoder` (timed with forward pre/post hooks; a
+  group-norm encoder such as WavLM-base is called once per clip of the batch);
+- RTF trunk: total minus SSL (STFT, sinc filterbank, CNN, SSL projection and fusion, BLSTM, dense, attention heads);
+- trunk/SSL: trunk time over SSL time; the aim is <= 25% at 10 s;
+- peak MB: peak resident set size during the warm-up and timed forwards, minus the resident set size after the
+  model and the inputs were built (the peak is reset through /proc/self/clear_refs; without it, `ru_maxrss`).
+
+A second table splits the trunk's time among its modules (forward hooks as well).
+
+Run from the repository root:
+    .venv/bin/python benchmarks/inference_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLING_RATE = 16000
+OVERHEAD_AIM = 0.25
+AIM_DURATION_S = 10.0
+
+# Both presets get a WavLM-base-sized encoder (768-d, 12 layers, group norm); "small" keeps its aligned fusion and
+# its own 128-d SSL projection.
+PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
+    "small": {"ssl_config": {"model_type": "wavlm"}, "fusion_mode": "aligned"},
+    "mosa-net": {"ssl_config": {"model_type": "wavlm"}, "fusion_mode": "time"},
+}
+
+# Trunk modules timed separately: name -> attribute paths from the full model (all summed under the name).
+TRUNK_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "stft": ("mtqnet.spectral",),
+    "sinc": ("mtqnet.sinc",),
+    "cnn": ("mtqnet.cnn",),
+    "ssl proj": ("mtqnet.ssl_projection",),
+    "blstm": ("mtqnet.blstm",),
+    "dense": ("mtqnet.dense",),
+    "heads": ("heads",),
+}
+
+
+@dataclass(frozen=True)
+class BenchmarkCase:
+    preset: str
+    batch_size: int
+    duration_s: float
+    repeats: int
+    time_budget_s: float
+    threads: int
+    seed: int
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.batch_size * self.duration_s
+
+
+@dataclass
+class CaseResult:
+    case: BenchmarkCase
+    total_s: float = float("nan")
+    ssl_s: float = float("nan")
+    trunk_s: float = float("nan")
+    peak_mb: float = float("nan")
+    baseline_mb: float = float("nan")
+    timed_runs: int = 0
+    components_s: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def rtf(self, seconds: float) -> float:
+        return seconds / self.case.audio_seconds
+
+    @property
+    def overhead(self) -> float:
+        return self.trunk_s / self.ssl_s if self.ssl_s > 0 else float("nan")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Worker: one configuration, in its own process
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class CallTimer:
+    """Sums the wall time of the forward calls of one or more modules (forward pre-hook starts, forward hook stops)."""
+
+    def __init__(self, modules: list[Any]) -> None:
+        self.total_s = 0.0
+        self._start = 0.0
+        self._handles = []
+        for module in modules:
+            self._handles.append(module.register_forward_pre_hook(self._before))
+            self._handles.append(module.register_forward_hook(self._after))
+
+    def _before(self, module: Any, args: Any) -> None:
+        self._start = time.perf_counter()
+
+    def _after(self, module: Any, args: Any, output: Any) -> None:
+        self.total_s += time.perf_counter() - self._start
+
+    def reset(self) -> None:
+        self.total_s = 0.0
+
+
+def resolve_module(root: Any, path: str) -> Any:
+    """`resolve_module(model, "mtqnet.cnn")` -> model.mtqnet.cnn, or None when a part is missing or None."""
+    module = root
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
+
+
+def component_timers(model: Any) -> dict[str, CallTimer]:
+    """One timer per trunk component present in the model (heads: every primary head, summed)."""
+    timers = {}
+    for name, paths in TRUNK_COMPONENTS.items():
+        modules = [resolve_module(model, path) for path in paths]
+        modules = [m for m in modules if m is not None]
+        if name == "heads":
+            modules = [head for container in modules for head in container.values()]
+        if modules:
+            timers[name] = CallTimer(modules)
+    return timers
+
+
+def build_model(preset: str) -> Any:
+    from modeling_mtqnet import MTQNetConfig, MTQNetForSpeechQualityAssessment
+
+    config = MTQNetConfig.from_preset(preset, **PRESET_OVERRIDES[preset])
+    model = MTQNetForSpeechQualityAssessment(config).drop_auxiliary_heads().eval()
+    if model.mtqnet.ssl_encoder is None:
+        raise RuntimeError(f"preset {preset!r} was built without an SSL encoder")
+    return model
+
+
+def make_inputs(batch_size: int, duration_s: float) -> tuple[Any, Any]:
+    """Gaussian noise (std 0.1) of equal lengths, as the feature extractor would give: (input_values, attention_mask)."""
+    import torch
+
+    samples = int(round(duration_s * SAMPLING_RATE))
+    input_values = 0.1 * torch.randn(batch_size, samples, dtype=torch.float32)
+    return input_values, torch.ones(batch_size, samples, dtype=torch.long)
+
+
+def rss_mb(field_name: str) -> float | None:
+    """VmRSS / VmHWM of this process in MB from /proc/self/status, or None where unavailable."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs). False when not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb(hwm_was_reset: bool) -> float:
+    if hwm_was_reset:
+        peak = rss_mb("VmHWM")
+        if peak is not None:
+            return peak
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def run_case(case: BenchmarkCase) -> CaseResult:
+    """Build, warm up and time one configuration in this process."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(case.threads)
+    torch.manual_seed(case.seed)
+    model = build_model(case.preset)
+    input_values, attention_mask = make_inputs(case.batch_size, case.duration_s)
+    ssl_timer = CallTimer([model.mtqnet.ssl_encoder])
+    timers = component_timers(model)
+
+    baseline_mb = rss_mb("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    hwm_was_reset = reset_peak_rss()
+    totals, ssl_times, components = [], [], {name: [] for name in timers}
+    with torch.inference_mode():
+        model(input_values=input_values, attention_mask=attention_mask)  # warm-up
+        while len(totals) < case.repeats:
+            for timer in [ssl_timer, *timers.values()]:
+                timer.reset()
+            start = time.perf_counter()
+            model(input_values=input_values, attention_mask=attention_mask)
+            totals.append(time.perf_counter() - start)
+            ssl_times.append(ssl_timer.total_s)
+            for name, timer in timers.items():
+                components[name].append(timer.total_s)
+            if sum(totals) + totals[-1] > case.time_budget_s:
+                break
+    peak_mb = peak_rss_mb(hwm_was_reset)
+    return CaseResult(
+        case=case,
+        total_s=statistics.median(totals),
+        ssl_s=statistics.median(ssl_times),
+        trunk_s=statistics.median([t - s for t, s in zip(totals, ssl_times)]),
+        peak_mb=peak_mb - baseline_mb,
+        baseline_mb=baseline_mb,
+        timed_runs=len(totals),
+        components_s={name: statistics.median(values) for name, values in components.items()},
+    )
+
+
+def worker_main(case_json: str) -> None:
+    sys.path.insert(0, str(REPO_ROOT))
+    result = run_case(BenchmarkCase(**json.loads(case_json)))
+    print(json.dumps(asdict(result)))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Driver: one subprocess per configuration, then the tables
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def run_in_subprocess(case: BenchmarkCase) -> CaseResult:
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(case))]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    if completed.returncode != 0:
+        tail = (completed.stderr.strip().splitlines() or [f"exit status {completed.returncode}"])[-1]
+        return CaseResult(case=case, error=f"exit {completed.returncode}: {tail}")
+    payload = json.loads(completed.stdout.strip().splitlines()[-1])
+    payload["case"] = case
+    return CaseResult(**payload)
+
+
+def format_number(value: float, digits: int) -> str:
+    return "—" if value != value else f"{value:.{digits}f}"  # NaN -> dash
+
+
+def results_table(results: list[CaseResult]) -> str:
+    lines = [
+        "| preset | batch | audio s | RTF total | RTF SSL | RTF trunk | trunk/SSL | peak MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        c = r.case
+        cells = [c.preset, str(c.batch_size), f"{c.duration_s:g}"]
+        if r.error:
+            cells += ["failed"] + [""] * 4 + [r.error]
+        else:
+            cells += [format_number(r.rtf(r.total_s), 3), format_number(r.rtf(r.ssl_s), 3)]
+            cells += [format_number(r.rtf(r.trunk_s), 3), f"{100 * r.overhead:.0f}%", format_number(r.peak_mb, 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def components_table(results: list[CaseResult]) -> str:
+    """Share of the trunk's time per module; 'other' is the rest (fusion, padding, packing, masks)."""
+    names = list(TRUNK_COMPONENTS) + ["other"]
+    lines = [
+        "| preset | batch | audio s | trunk s | " + " | ".join(names) + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(names),
+    ]
+    for r in results:
+        if r.error:
+            continue
+        shares = dict(r.components_s)
+        shares["other"] = r.trunk_s - sum(shares.values())
+        cells = [r.case.preset, str(r.case.batch_size), f"{r.case.duration_s:g}", f"{r.trunk_s:.2f}"]
+        cells += [f"{100 * shares[name] / r.trunk_s:.0f}%" if name in shares else "—" for name in names]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def overhead_summary(results: list[CaseResult]) -> str:
+    lines = []
+    for r in results:
+        if r.error or r.case.duration_s != AIM_DURATION_S:
+            continue
+        verdict = "meets" if r.overhead <= OVERHEAD_AIM else "misses"
+        lines.append(
+            f"- trunk overhead at {AIM_DURATION_S:g} s, {r.case.preset}, batch {r.case.batch_size}: "
+            f"{100 * r.overhead:.0f}% of SSL time ({verdict} the <= {100 * OVERHEAD_AIM:.0f}% aim)"
+        )
+    return "\n".join(lines)
+
+
+def skipped(case: BenchmarkCase, skip: list[str], max_batch_audio_s: float) -> bool:
+    key = f"{case.preset}:{case.batch_size}:{case.duration_s:g}"
+    return key in skip or (max_batch_audio_s > 0 and case.audio_seconds > max_batch_audio_s)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(
+            "CPU real-time factor and peak memory of MTQ-Net inference (random weights, auxiliary heads dropped, "
+            "eval mode, torch.inference_mode), with a WavLM-base-sized SSL encoder in every preset. Each "
+            "configuration runs in a fresh process: 1 warm-up forward, then up to --repeats timed forwards "
+            "(median reported). RTF = processing seconds per second of audio (batch x duration)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--presets", nargs="+", default=list(PRESET_OVERRIDES), choices=list(PRESET_OVERRIDES),
+                        help="presets to measure ('small' keeps aligned fusion, 'mosa-net' uses time fusion)")
+    parser.add_argument("--durations", nargs="+", type=float, default=[3.0, 10.0, 60.0],
+                        help="clip durations in seconds (every clip of a batch has this length)")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="batch sizes")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="most timed forwards per configuration, after 1 warm-up; the median is reported")
+    parser.add_argument("--time-budget", type=float, default=60.0,
+                        help="stop repeating a configuration once its timed forwards would exceed this many "
+                             "seconds (at least one timed forward always runs)")
+    parser.add_argument("--max-batch-audio", type=float, default=120.0,
+                        help="skip configurations whose batch x duration exceeds this many seconds of audio "
+                             "(the default skips batch 8 x 60 s, which takes several minutes per forward); "
+                             "0 = no limit")
+    parser.add_argument("--skip", nargs="*", default=[], metavar="PRESET:BATCH:SECONDS",
+                        help="configurations to skip, e.g. mosa-net:8:60")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
+    parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed for weights and inputs")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results to this JSON file")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker is not None:
+        worker_main(args.worker)
+        return
+    cases = [
+        BenchmarkCase(preset, batch, duration, args.repeats, args.time_budget, args.threads, args.seed)
+        for preset in args.presets
+        for batch in args.batch_sizes
+        for duration in args.durations
+    ]
+    results = []
+    for case in cases:
+        if skipped(case, args.skip, args.max_batch_audio):
+            print(f"skip {case.preset} batch {case.batch_size} x {case.duration_s:g} s", file=sys.stderr)
+            continue
+        start = time.perf_counter()
+        result = run_in_subprocess(case)
+        status = result.error or f"{result.timed_runs} timed runs, total {result.total_s:.2f} s (median)"
+        print(f"{case.preset} batch {case.batch_size} x {case.duration_s:g} s: {status} "
+              f"[{time.perf_counter() - start:.0f} s wall]", file=sys.stderr, flush=True)
+        results.append(result)
+    print(results_table(results))
+    print()
+    print(overhead_summary(results))
+    print()
+    print("Share of trunk time per module:")
+    print()
+    print(components_table(results))
+    if args.json is not None:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""MTQ-Net for Hugging Face transformers: non-intrusive S-MOS / N-MOS / G-MOS speech quality assessment.
+
+Importing this package registers the model with the Auto classes (`AutoConfig`, `AutoModel`,
+`AutoModelForAudioClassification`, `AutoFeatureExtractor`) and the `speech-quality-assessment` pipeline task.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoModelForAudioClassification,
+)
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .configuration_mtqnet import PRESETS, MTQNetConfig, tiny_ssl_config
+from .feature_extraction_mtqnet import MTQNetFeatureExtractor, load_audio
+from .modeling_mtqnet import (
+    MTQNetForSpeechQualityAssessment,
+    MTQNetModel,
+    MTQNetModelOutput,
+    MTQNetPreTrainedModel,
+    SpeechQualityOutput,
+    speech_quality_objective,
+    target_loss_sums,
+)
+from .pipeline_mtqnet import SpeechQualityAssessmentPipeline
+
+__version__ = "0.1.0"
+PIPELINE_TASK = "speech-quality-assessment"
+
+AutoConfig.register(MTQNetConfig.model_type, MTQNetConfig, exist_ok=True)
+AutoModel.register(MTQNetConfig, MTQNetForSpeechQualityAssessment, exist_ok=True)
+AutoModelForAudioClassification.register(MTQNetConfig, MTQNetForSpeechQualityAssessment, exist_ok=True)
+AutoFeatureExtractor.register(MTQNetConfig, MTQNetFeatureExtractor, exist_ok=True)
+PIPELINE_REGISTRY.register_pipeline(
+    PIPELINE_TASK,
+    pipeline_class=SpeechQualityAssessmentPipeline,
+    pt_model=AutoModelForAudioClassification,
+    type="audio",
+)
+
+__all__ = [
+    "MTQNetConfig",
+    "MTQNetFeatureExtractor",
+    "MTQNetModel",
+    "MTQNetForSpeechQualityAssessment",
+    "MTQNetPreTrainedModel",
+    "MTQNetModelOutput",
+    "SpeechQualityOutput",
+    "SpeechQualityAssessmentPipeline",
+    "speech_quality_objective",
+    "target_loss_sums",
+    "load_audio",
+    "tiny_ssl_config",
+    "PRESETS",
+    "PIPELINE_TASK",
+]

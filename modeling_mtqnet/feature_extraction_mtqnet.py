@@ -1,0 +1,232 @@
+"""Feature extractor for MTQ-Net: any audio in, 16 kHz mono float32 peak-normalised waveforms out.
+
+Only numpy, torch, transformers and the standard library are imported at module level, so this file can travel with a
+saved model as remote code. soundfile (file reading) and soxr (resampling) are imported when first needed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.utils import TensorType
+
+AudioLike = Any  # str | os.PathLike | np.ndarray | torch.Tensor | list[float] | dict with "array"/"raw" + "sampling_rate"
+
+
+def _require(module_name: str, purpose: str):
+    try:
+        return __import__(module_name)
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(f"{purpose} needs the `{module_name}` package: pip install {module_name}") from error
+
+
+def read_audio_file(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read a sound file with soundfile as float32 (any subtype libsndfile decodes). Returns (samples, rate).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: libsndfile cannot decode it (corrupt, or a format it does not read), naming the file.
+    """
+    soundfile = _require("soundfile", "Reading audio files")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Audio file not found: {path}")
+    try:
+        samples, sampling_rate = soundfile.read(path, always_2d=False, dtype="float32")
+    except Exception as error:  # soundfile raises LibsndfileError / RuntimeError / TypeError
+        raise ValueError(f"Cannot decode audio file {path}: {error}") from error
+    return samples, int(sampling_rate)
+
+
+def to_mono_float(samples: Any, name: str = "audio") -> np.ndarray:
+    """Convert one clip to a 1-D float32 array in [-1, 1].
+
+    Integer PCM is scaled by its type's full scale (int16 by 32768, uint8 centred on 128). A 2-D array is one
+    multi-channel clip; the shorter axis is taken as the channel axis and averaged (downmix).
+    """
+    if hasattr(samples, "detach"):  # torch.Tensor, without importing torch here
+        samples = samples.detach().cpu().numpy()
+    samples = np.asarray(samples)
+    if samples.dtype == object or samples.dtype.kind not in "iufb":
+        raise ValueError(f"{name}: expected numeric samples, got an array of dtype {samples.dtype}")
+    if samples.dtype.kind in "iu":
+        info = np.iinfo(samples.dtype)
+        offset = (int(info.max) + 1) / 2 if samples.dtype.kind == "u" else 0.0
+        scale = (int(info.max) + 1) / 2 if samples.dtype.kind == "u" else float(-int(info.min))
+        samples = (samples.astype(np.float64) - offset) / scale
+    samples = samples.astype(np.float32, copy=False)
+    if samples.ndim == 2:
+        channel_axis = 0 if samples.shape[0] < samples.shape[1] else 1
+        samples = samples.mean(axis=channel_axis)
+    elif samples.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D (mono) or 2-D (multi-channel) array, got shape {samples.shape}")
+    return samples
+
+
+def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Resample with soxr (high quality); a no-op at the same rate."""
+    if orig_rate == target_rate:
+        return samples
+    if orig_rate <= 0:
+        raise ValueError(f"Invalid sampling rate {orig_rate}")
+    soxr = _require("soxr", "Resampling")
+    return soxr.resample(samples, orig_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
+
+
+def load_audio(audio: AudioLike, sampling_rate: int | None, target_rate: int, name: str = "audio") -> np.ndarray:
+    """Turn one input of any accepted kind into a mono float32 waveform at `target_rate` (not yet checked).
+
+    Accepted: a file path (read with soundfile), a dict with `"array"` or `"raw"` and `"sampling_rate"` (as datasets'
+    `Audio` feature gives), or an array / tensor / list of samples, for which `sampling_rate` is required: guessing
+    it is the most common silent bug of speech quality tools.
+    """
+    if isinstance(audio, (str, os.PathLike)):
+        samples, file_rate = read_audio_file(audio)
+        return resample(to_mono_float(samples, name=f"{name} ({os.fspath(audio)})"), file_rate, target_rate)
+    if isinstance(audio, dict):
+        if "path" in audio and audio.get("array") is None and audio.get("raw") is None:
+            return load_audio(audio["path"], None, target_rate, name)
+        array = audio.get("array", audio.get("raw"))
+        if array is None or "sampling_rate" not in audio:
+            raise ValueError(f"{name}: a dict input needs an 'array' (or 'raw') and a 'sampling_rate' key")
+        return resample(to_mono_float(array, name), int(audio["sampling_rate"]), target_rate)
+    if sampling_rate is None:
+        raise ValueError(
+            f"{name}: an array input needs `sampling_rate=` (the rate it was recorded at); "
+            f"the model resamples to {target_rate} Hz itself. Pass file paths to read the rate from the file."
+        )
+    return resample(to_mono_float(audio, name), int(sampling_rate), target_rate)
+
+
+def check_waveform(samples: np.ndarray, min_samples: int, max_samples: int | None, name: str = "audio") -> None:
+    """Raise a ValueError that names the problem when a clip cannot be scored honestly."""
+    if samples.size == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    if not np.all(np.isfinite(samples)):
+        bad = int(np.count_nonzero(~np.isfinite(samples)))
+        raise ValueError(f"{name} contains {bad} NaN or Inf samples")
+    if samples.size < min_samples:
+        raise ValueError(
+            f"{name} is too short: {samples.size} samples after resampling, at least {min_samples} are needed "
+            "for one frame of every branch"
+        )
+    if max_samples is not None and samples.size > max_samples:
+        raise ValueError(
+            f"{name} is too long for one pass ({samples.size} samples > {max_samples}); score it in windows with "
+            "the pipeline's `chunk_length_s`"
+        )
+    if not np.any(samples):
+        raise ValueError(f"{name} is silent (every sample is zero): there is no signal to rate")
+
+
+def _is_batch(audio: Any) -> bool:
+    """A list/tuple of clips (paths, dicts, arrays, lists) is a batch; a flat list of numbers is one clip."""
+    if isinstance(audio, (list, tuple)):
+        return len(audio) == 0 or isinstance(audio[0], (str, os.PathLike, dict, list, tuple)) or np.ndim(audio[0]) > 0
+    return False
+
+
+class MTQNetFeatureExtractor(SequenceFeatureExtractor):
+    r"""Prepares audio for MTQ-Net: reads, downmixes, resamples to 16 kHz, checks, peak-normalises and pads.
+
+    Input kinds: a file path; an array, tensor or list of samples with `sampling_rate=`; a dict with `"array"` (or
+    `"raw"`) and `"sampling_rate"`; or a list of any of these (a batch). A single 2-D array is one multi-channel clip
+    (the shorter axis is the channel axis), never a batch. Integer PCM is scaled to [-1, 1]. Files and dicts carry
+    their own rate, which wins over a `sampling_rate=` argument.
+
+    Errors (ValueError, naming the clip): no `sampling_rate` for an array, empty, NaN/Inf samples, shorter than one
+    frame (`min_samples`), longer than `max_duration_s`, all-zero (silent), undecodable file.
+
+    Args:
+        sampling_rate (`int`, defaults to 16000): the model's rate.
+        peak_normalize (`bool`, defaults to `True`): divide each clip by its peak absolute value, as the MOSA-Net
+            reference does before every branch; makes scores independent of playback gain.
+        min_samples (`int`, defaults to 400): shortest clip accepted, at the model's rate (at least one frame in
+            the STFT, sinc and SSL branches; `MTQNetConfig.min_input_samples`).
+        max_duration_s (`float`, defaults to 600.0): longest clip accepted in one piece.
+        padding_value (`float`, defaults to 0.0): value of padded samples (the model relies on zeros).
+    """
+
+    model_input_names = ["input_values", "attention_mask"]
+    _auto_class = "AutoFeatureExtractor"
+
+    def __init__(
+        self,
+        sampling_rate: int = 16000,
+        peak_normalize: bool = True,
+        min_samples: int = 400,
+        max_duration_s: float | None = 600.0,
+        padding_value: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("return_attention_mask", True)
+        kwargs.pop("feature_size", None)  # always 1 (a waveform); saved in preprocessor_config.json by the base class
+        super().__init__(feature_size=1, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        self.peak_normalize = peak_normalize
+        self.min_samples = min_samples
+        self.max_duration_s = max_duration_s
+
+    @classmethod
+    def from_model_config(cls, config: Any, **kwargs: Any) -> "MTQNetFeatureExtractor":
+        """The feature extractor matching an `MTQNetConfig` (rate, shortest and longest clip)."""
+        return cls(
+            sampling_rate=config.sampling_rate,
+            min_samples=config.min_input_samples,
+            max_duration_s=config.max_duration_s,
+            **kwargs,
+        )
+
+    def prepare_waveform(self, audio: AudioLike, sampling_rate: int | None = None, name: str = "audio") -> np.ndarray:
+        """One clip of any accepted kind -> checked, normalised mono float32 at the model's rate."""
+        samples = load_audio(audio, sampling_rate, self.sampling_rate, name=name)
+        max_samples = None if self.max_duration_s is None else int(self.max_duration_s * self.sampling_rate)
+        check_waveform(samples, self.min_samples, max_samples, name=name)
+        if self.peak_normalize:
+            samples = samples / np.max(np.abs(samples))
+        return samples.astype(np.float32, copy=False)
+
+    def __call__(
+        self,
+        raw_speech: AudioLike | Sequence[AudioLike],
+        sampling_rate: int | None = None,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | TensorType | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """Featurise one clip or a batch.
+
+        Returns:
+            [`BatchFeature`] with `input_values` (float32 waveforms, zero-padded to the longest clip) and
+            `attention_mask` (1 for real samples).
+        """
+        clips = list(raw_speech) if _is_batch(raw_speech) else [raw_speech]
+        if not clips:
+            raise ValueError("No audio given (an empty batch)")
+        waveforms = [
+            self.prepare_waveform(clip, sampling_rate, name=f"audio #{index}" if len(clips) > 1 else "audio")
+            for index, clip in enumerate(clips)
+        ]
+        if not padding and len({w.size for w in waveforms}) > 1:
+            raise ValueError("Clips of different lengths need padding=True to be returned as one batch")
+        encoded = BatchFeature({"input_values": waveforms})
+        padded = self.pad(
+            encoded,
+            padding=padding,
+            max_length=max_length,
+            pad_to_multiple_of=pad_to_multiple_of,
+            return_attention_mask=True if return_attention_mask is None else return_attention_mask,
+        )
+        input_values = [np.asarray(values, dtype=np.float32) for values in padded["input_values"]]
+        result = {"input_values": np.stack(input_values)}
+        if "attention_mask" in padded:
+            result["attention_mask"] = np.stack([np.asarray(mask, dtype=np.int64) for mask in padded["attention_mask"]])
+        return BatchFeature(result, tensor_type=return_tensors)
+
+
+__all__ = ["MTQNetFeatureExtractor", "load_audio", "read_audio_file", "to_mono_float", "check_waveform"]

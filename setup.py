@@ -1,0 +1,35 @@
+"""MTQ-Net: non-intrusive speech quality assessment (S-MOS / N-MOS / G-MOS) for Hugging Face transformers."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mtqnet",
+    version="0.1.0",
+    description="MTQ-Net and multi-task pseudo-label learning for non-intrusive speech quality assessment",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["modeling_mtqnet", "modeling_mtqnet.*"]),
+    # Ranges, not pins: GPU users bring their own torch build. The CPU test set-up pins exact versions
+    # (requirements-cpu-test.txt) and installs torch==2.13.0 first. No torchaudio: it breaks transformers on CPU torch.
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5.0,<6",
+        "numpy>=1.24",
+        "soundfile>=0.12",
+        "soxr>=0.3",
+        "safetensors>=0.4",
+        "huggingface-hub>=1.0",
+    ],
+    extras_require={
+        "train": ["datasets>=4.0", "accelerate>=1.0", "evaluate>=0.4", "scipy>=1.10", "tqdm>=4.60"],
+        "test": ["pytest>=8", "pytest-timeout>=2", "scipy>=1.10"],
+        "dev": ["pytest>=8", "pytest-timeout>=2", "scipy>=1.10", "ruff"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Multimedia :: Sound/Audio :: Speech",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

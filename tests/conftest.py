@@ -1,0 +1,29 @@
+"""Session fixtures: one tiny model, its feature extractor and a saved folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+from tests.helpers import build_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> MTQNetForSpeechQualityAssessment:
+    return build_model()
+
+
+@pytest.fixture(scope="session")
+def extractor(tiny_model) -> MTQNetFeatureExtractor:
+    return MTQNetFeatureExtractor.from_model_config(tiny_model.config)
+
+
+@pytest.fixture(scope="session")
+def saved_model_dir(tmp_path_factory, tiny_model, extractor) -> Path:
+    """A saved tiny model folder with its feature extractor and code files."""
+    folder = tmp_path_factory.mktemp("tiny_model")
+    tiny_model.save_pretrained(folder)
+    extractor.save_pretrained(folder)
+    return folder
