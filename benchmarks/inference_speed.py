@@ -80,6 +80,7 @@ class CaseResult:
     peak_mb: float = float("nan")
     baseline_mb: float = float("nan")
     timed_runs: int = 0
+    total_range_s: tuple[float, float] = (float("nan"), float("nan"))  # fastest and slowest timed forward
     components_s: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
@@ -227,6 +228,7 @@ def run_case(case: BenchmarkCase) -> CaseResult:
         peak_mb=peak_mb - baseline_mb,
         baseline_mb=baseline_mb,
         timed_runs=len(totals),
+        total_range_s=(min(totals), max(totals)),
         components_s={name: statistics.median(values) for name, values in components.items()},
     )
 
@@ -361,7 +363,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         start = time.perf_counter()
         result = run_in_subprocess(case)
-        status = result.error or f"{result.timed_runs} timed runs, total {result.total_s:.2f} s (median)"
+        low, high = result.total_range_s
+        status = result.error or f"{result.timed_runs} timed runs, total {result.total_s:.2f} s median ({low:.2f}-{high:.2f})"
         print(f"{case.preset} batch {case.batch_size} x {case.duration_s:g} s: {status} "
               f"[{time.perf_counter() - start:.0f} s wall]", file=sys.stderr, flush=True)
         results.append(result)

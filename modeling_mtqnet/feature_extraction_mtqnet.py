@@ -79,13 +79,16 @@ def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarra
 def load_audio(audio: AudioLike, sampling_rate: int | None, target_rate: int, name: str = "audio") -> np.ndarray:
     """Turn one input of any accepted kind into a mono float32 waveform at `target_rate` (not yet checked).
 
-    Accepted: a file path (read with soundfile), a dict with `"array"` or `"raw"` and `"sampling_rate"` (as datasets'
-    `Audio` feature gives), or an array / tensor / list of samples, for which `sampling_rate` is required: guessing
-    it is the most common silent bug of speech quality tools.
+    Accepted: a file path (read with soundfile), a dict with `"array"` or `"raw"` and `"sampling_rate"`, a torchcodec
+    `AudioDecoder` (what datasets' `Audio` feature decodes to), or an array / tensor / list of samples, for which
+    `sampling_rate` is required: guessing it is the most common silent bug of speech quality tools.
     """
     if isinstance(audio, (str, os.PathLike)):
         samples, file_rate = read_audio_file(audio)
         return resample(to_mono_float(samples, name=f"{name} ({os.fspath(audio)})"), file_rate, target_rate)
+    if hasattr(audio, "get_all_samples"):  # a torchcodec AudioDecoder, as datasets' Audio feature decodes to
+        decoded = audio.get_all_samples()
+        return resample(to_mono_float(decoded.data, name), int(decoded.sample_rate), target_rate)
     if isinstance(audio, dict):
         if "path" in audio and audio.get("array") is None and audio.get("raw") is None:
             return load_audio(audio["path"], None, target_rate, name)

@@ -489,17 +489,35 @@ class MTQNetModel(MTQNetPreTrainedModel):
             return (stacked * weights[:, None, None, None]).sum(0)
         return outputs.hidden_states[self.config.ssl_layer]
 
-    def encode_ssl(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """SSL frames projected to `ssl_projection_size` with ReLU -> (B, T_ssl, P), frame lengths."""
-        ssl_lengths = self.ssl_encoder._get_feat_extract_output_lengths(lengths)
+    def ssl_hidden_states(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The SSL encoder's chosen layer for every clip -> (B, T_ssl, hidden), padded with zeros."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_ssl):
             if self._uses_group_norm():
                 # Group norm over time would include the batch's padding: encode each clip at its own length.
                 rows = [self._ssl_hidden(waveforms[b : b + 1, : int(n)], None)[0] for b, n in enumerate(lengths)]
-                hidden = pad_sequence(rows, batch_first=True)
-            else:
-                mask = lengths_to_mask(lengths, waveforms.shape[1]).long()
-                hidden = self._ssl_hidden(waveforms, mask)
+                return pad_sequence(rows, batch_first=True)
+            mask = lengths_to_mask(lengths, waveforms.shape[1]).long()
+            return self._ssl_hidden(waveforms, mask)
+
+    @property
+    def can_cache_ssl_features(self) -> bool:
+        """A frozen encoder's chosen layer never changes, so it can be computed once per clip and reused."""
+        return self.ssl_encoder is not None and self.config.freeze_ssl and self.config.ssl_layer != "weighted"
+
+    def encode_ssl(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, cached: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SSL frames projected to `ssl_projection_size` with ReLU -> (B, T_ssl, P), frame lengths.
+
+        `cached`: precomputed `ssl_hidden_states` (a frozen encoder's features), which skips the encoder.
+        """
+        ssl_lengths = self.ssl_encoder._get_feat_extract_output_lengths(lengths)
+        if cached is not None:
+            if not self.can_cache_ssl_features:
+                raise ValueError("Cached SSL features need a frozen encoder (freeze_ssl) and a fixed ssl_layer")
+            hidden = cached.to(self.ssl_projection.weight.dtype)
+        else:
+            hidden = self.ssl_hidden_states(waveforms, lengths)
         hidden = hidden[:, : int(ssl_lengths.max())]
         projected = F.relu(self.ssl_projection(hidden))
         return projected * lengths_to_mask(ssl_lengths, projected.shape[1])[..., None], ssl_lengths
@@ -532,12 +550,14 @@ class MTQNetModel(MTQNetPreTrainedModel):
         self,
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        ssl_hidden_states: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> MTQNetModelOutput:
         """Args:
         input_values: (B, N) waveforms at `config.sampling_rate`, zero-padded (the feature extractor's output).
         attention_mask: (B, N), 1 for real samples; None means every sample is real.
+        ssl_hidden_states: optional (B, T_ssl, hidden) cached features of a frozen SSL encoder (see `data.py`).
         """
         if input_values.dim() != 2:
             raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}")
@@ -553,7 +573,9 @@ class MTQNetModel(MTQNetPreTrainedModel):
         spectral = self.spectral(waveforms, lengths)
         num_frames = spectral.shape[1]
         sinc = self.sinc(waveforms, num_frames).to(spectral.dtype) if self.sinc is not None else None
-        ssl, ssl_lengths = self.encode_ssl(waveforms, lengths) if self.ssl_encoder is not None else (None, None)
+        ssl, ssl_lengths = (
+            self.encode_ssl(waveforms, lengths, ssl_hidden_states) if self.ssl_encoder is not None else (None, None)
+        )
 
         frame_step = self.config.hop_length / self.config.sampling_rate
         stft_times = torch.arange(num_frames, device=waveforms.device, dtype=torch.float32) * frame_step
@@ -622,6 +644,29 @@ class MTQNetForSpeechQualityAssessment(MTQNetPreTrainedModel):
         """See [`MTQNetModel.load_ssl_weights`]."""
         self.mtqnet.load_ssl_weights(name_or_path, **kwargs)
 
+    def load_trunk_from(self, teacher: "str | os.PathLike | MTQNetForSpeechQualityAssessment") -> None:
+        """Knowledge transfer: copy a teacher's trunk (sinc, CNN, SSL encoder and projection, BLSTM, dense) into this
+        model, whose heads may differ (e.g. a MOSA-Net teacher with PESQ/STOI/SDI heads -> MTQ-Net with S/N/G-MOS).
+
+        Args:
+            teacher: a saved MTQ-Net / MOSA-Net folder (or Hub id), or a loaded model.
+        Raises:
+            ValueError: the two trunks are not built alike (different preset, fusion or SSL encoder).
+        """
+        if not isinstance(teacher, MTQNetPreTrainedModel):
+            teacher = MTQNetForSpeechQualityAssessment.from_pretrained(teacher)
+        source = teacher.mtqnet if isinstance(teacher, MTQNetForSpeechQualityAssessment) else teacher
+        ours, theirs = self.mtqnet.state_dict(), source.state_dict()
+        mismatched = sorted(
+            set(ours) ^ set(theirs) | {k for k in set(ours) & set(theirs) if ours[k].shape != theirs[k].shape}
+        )
+        if mismatched:
+            raise ValueError(
+                f"The teacher's trunk does not match this model's ({len(mismatched)} differing weights, e.g. "
+                f"{mismatched[:3]}); build the student with the teacher's preset, fusion mode and SSL encoder"
+            )
+        self.mtqnet.load_state_dict(theirs)
+
     def drop_auxiliary_heads(self) -> "MTQNetForSpeechQualityAssessment":
         """Remove the pseudo-label heads (in place) for inference; the saved checkpoint then holds none. Returns self."""
         self.auxiliary_heads = nn.ModuleDict()
@@ -643,15 +688,16 @@ class MTQNetForSpeechQualityAssessment(MTQNetPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         pseudo_labels: torch.Tensor | None = None,
+        ssl_hidden_states: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> SpeechQualityOutput:
         """Args:
-        input_values, attention_mask: as [`MTQNetModel.forward`].
+        input_values, attention_mask, ssl_hidden_states: as [`MTQNetModel.forward`].
         labels: optional (B, n_primary) primary labels (NaN = missing) -> `loss`.
         pseudo_labels: optional (B, n_auxiliary) pseudo labels (NaN = missing) -> `loss`.
         """
-        trunk = self.mtqnet(input_values, attention_mask=attention_mask)
+        trunk = self.mtqnet(input_values, attention_mask=attention_mask, ssl_hidden_states=ssl_hidden_states)
         logits, frame_scores = self._run_heads(self.heads, trunk)
         auxiliary_logits, auxiliary_frame_scores = self._run_heads(self.auxiliary_heads, trunk)
         outputs = SpeechQualityOutput(

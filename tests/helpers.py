@@ -69,3 +69,38 @@ def build_model(seed: int = 0, **overrides) -> MTQNetForSpeechQualityAssessment:
 
 
 
+def quality_labels(snr_db: float) -> dict[str, float]:
+    """Labels that depend on the signal (its SNR), so that a model can learn them."""
+    quality = 1 + 4 / (1 + np.exp(-(snr_db - 10) / 5))
+    return {
+        "s_mos": round(float(quality), 4),
+        "n_mos": round(float(min(5.0, 0.8 * quality + 1.0)), 4),
+        "g_mos": round(float(0.9 * quality + 0.3), 4),
+        "pesq": round(float(1 + 3.5 / (1 + np.exp(-(snr_db - 8) / 5))), 4),
+        "stoi": round(float(1 / (1 + np.exp(-snr_db / 5))), 4),
+        "sdi": round(float(2 / (1 + np.exp((snr_db - 5) / 5))), 4),
+    }
+
+
+def write_corpus(folder: Path, count: int, seed: int = 0, seconds: tuple[float, float] = (0.4, 0.8),
+                 name: str = "train.csv") -> Path:
+    """`count` noisy clips at random SNRs in folder/wav, and a CSV manifest (relative paths) with their labels."""
+    import csv
+
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    (folder / "wav").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in range(count):
+        snr = float(rng.uniform(-5, 25))
+        path = f"wav/{seed}_{index}.wav"
+        soundfile.write(folder / path, noisy_tone(float(rng.uniform(*seconds)), snr, seed=seed * 1000 + index),
+                        SAMPLING_RATE)
+        rows.append({"path": path, **quality_labels(snr)})
+    manifest = folder / name
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
