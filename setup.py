@@ -11,6 +11,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["modeling_mtqnet", "modeling_mtqnet.*"]),
+    # The evaluate metric module is a script loaded by path (offline), not an imported package.
+    package_data={"modeling_mtqnet": ["metrics/speech_quality/*.py"]},
+    py_modules=["train"],
     # Ranges, not pins: GPU users bring their own torch build. The CPU test set-up pins exact versions
     # (requirements-cpu-test.txt) and installs torch==2.13.0 first. No torchaudio: it breaks transformers on CPU torch.
     install_requires=[
@@ -23,10 +26,13 @@ setup(
         "huggingface-hub>=1.0",
     ],
     extras_require={
-        "train": ["datasets>=4.0", "accelerate>=1.0", "evaluate>=0.4", "scipy>=1.10", "tqdm>=4.60"],
+        "train": ["datasets>=4.0", "accelerate>=1.0", "evaluate>=0.4", "scipy>=1.10", "tqdm>=4.60",
+                  "matplotlib>=3.7"],  # + torchcodec matching your torch, for datasets Audio columns
+        "dnsmos": ["speechmos>=0.0.1", "onnxruntime>=1.16", "librosa>=0.10"],
         "test": ["pytest>=8", "pytest-timeout>=2", "scipy>=1.10"],
         "dev": ["pytest>=8", "pytest-timeout>=2", "scipy>=1.10", "ruff"],
     },
+    entry_points={"console_scripts": ["mtqnet-annotate=modeling_mtqnet.annotate:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Multimedia :: Sound/Audio :: Speech",

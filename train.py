@@ -186,6 +186,60 @@ def load_split(source: str, name: str, data_args: DataArguments, extractor: MTQN
     return prepared
 
 
+def load_datasets(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
+                  model: MTQNetForSpeechQualityAssessment, extractor: MTQNetFeatureExtractor):
+    """(train, validation, test or None), checked, decoded, optionally cached (frozen SSL) or cropped (train)."""
+    config = model.config
+    pseudo_columns = data_args.pseudo_label_columns if uses_pseudo_labels(model_args) else []
+    train = load_split(data_args.train_file, "train", data_args, extractor, config, pseudo_columns).dataset
+    if data_args.validation_file:
+        validation = load_split(data_args.validation_file, "validation", data_args, extractor, config,
+                                pseudo_columns).dataset
+    else:
+        train, validation = split_train_validation(train, data_args.validation_split, training_args.seed)
+    test = load_split(data_args.test_file, "test", data_args, extractor, config, []).dataset \
+        if data_args.test_file else None
+    if model.mtqnet.can_cache_ssl_features and data_args.cache_ssl_features:
+        train, validation = cache_ssl_features(train, model), cache_ssl_features(validation, model)
+        test = cache_ssl_features(test, model) if test is not None else None
+        if data_args.max_train_duration_s:
+            logger.warning("Random cropping is off: cached SSL features belong to whole clips")
+    elif data_args.max_train_duration_s:
+        crop = int(data_args.max_train_duration_s * config.sampling_rate)
+        train = train.with_transform(RandomCrop(crop, seed=training_args.seed))
+    return train, validation, test
+
+
+def write_outputs(trainer: MTQNetTrainer, output_dir: Path, method: str, eval_metrics: dict[str, float],
+                  scored_name: str, scored) -> dict[str, float]:
+    """predictions.csv and scatter plots for the scored set, eval_results.json and results.md."""
+    config = trainer.accelerator.unwrap_model(trainer.model).config
+    prediction = trainer.predict(scored, metric_key_prefix=scored_name)
+    results, tables = dict(eval_metrics), {"validation": eval_metrics}
+    if scored_name == "test":
+        results.update(prediction.metrics)
+        tables["test"] = prediction.metrics
+    if not trainer.is_world_process_zero():
+        return results
+    predicted, true = np.asarray(_first(prediction.predictions)), np.asarray(_first(prediction.label_ids))
+    write_predictions_csv(output_dir / "predictions.csv", list(scored[AUDIO_ID_COLUMN]), config.target_names,
+                          predicted, true)
+    scatter_plots(output_dir, config.target_names, predicted, true, prediction.metrics)
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
+    (output_dir / "eval_results.json").write_text(json.dumps(clean, indent=2))
+    systems = {f"{method} ({split})": metrics for split, metrics in tables.items()}
+    table = results_table(systems, config.target_names)
+    title = (f"# MTQ-Net results ({method}, {config.loss_type} delta={config.huber_delta}, "
+             f"alpha={config.frame_loss_weight})\n\nCells: LCC / SRCC / MSE.\n\n")
+    (output_dir / "results.md").write_text(title + table + "\n")
+    logger.info("Results:\n%s", table)
+    return results
+
+
+def _first(value):
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, training_args = parse_arguments(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -193,80 +247,36 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     set_seed(training_args.seed)
 
     model = build_model(model_args, data_args)
-    config = model.config
-    extractor = MTQNetFeatureExtractor.from_model_config(config)
-    pseudo_columns = data_args.pseudo_label_columns if uses_pseudo_labels(model_args) else []
-    logger.info("Method %s, targets %s, pseudo labels %s", model_args.method, config.target_names, pseudo_columns)
-
-    train = load_split(data_args.train_file, "train", data_args, extractor, config, pseudo_columns)
-    if data_args.validation_file:
-        validation = load_split(data_args.validation_file, "validation", data_args, extractor, config, pseudo_columns)
-        train_dataset, eval_dataset = train.dataset, validation.dataset
-    else:
-        train_dataset, eval_dataset = split_train_validation(
-            train.dataset, data_args.validation_split, training_args.seed
-        )
-    test = load_split(data_args.test_file, "test", data_args, extractor, config, []) if data_args.test_file else None
-    test_dataset = test.dataset if test else None
-
-    if model.mtqnet.can_cache_ssl_features and data_args.cache_ssl_features:
-        train_dataset, eval_dataset = (cache_ssl_features(d, model) for d in (train_dataset, eval_dataset))
-        test_dataset = cache_ssl_features(test_dataset, model) if test_dataset is not None else None
-        if data_args.max_train_duration_s:
-            logger.warning("Random cropping is off: cached SSL features belong to whole clips")
-    elif data_args.max_train_duration_s:
-        crop = int(data_args.max_train_duration_s * config.sampling_rate)
-        train_dataset = train_dataset.with_transform(RandomCrop(crop, seed=training_args.seed))
-
-    callbacks = []
-    if model_args.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=model_args.early_stopping_patience))
+    extractor = MTQNetFeatureExtractor.from_model_config(model.config)
+    train_dataset, eval_dataset, test_dataset = load_datasets(model_args, data_args, training_args, model, extractor)
+    callbacks = [EarlyStoppingCallback(model_args.early_stopping_patience)] if model_args.early_stopping_patience \
+        else []
     trainer = MTQNetTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=SpeechQualityCollator(),
-        compute_metrics=make_compute_metrics(config.target_names, config.auxiliary_target_names),
+        compute_metrics=make_compute_metrics(model.config.target_names, model.config.auxiliary_target_names),
         callbacks=callbacks,
         ssl_learning_rate=model_args.ssl_learning_rate,
     )
+    logger.info("Method %s, targets %s, pseudo labels %s", model_args.method, model.config.target_names,
+                model.config.auxiliary_target_names)
     logger.info("Training on %d process(es), %d train / %d validation clips", training_args.world_size,
                 len(train_dataset), len(eval_dataset))
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
-    results: dict[str, float] = {}
     eval_metrics = trainer.evaluate()
-    results.update(eval_metrics)
-    final_model = trainer.accelerator.unwrap_model(trainer.model)
     if not model_args.keep_auxiliary_heads:
-        final_model.drop_auxiliary_heads()
+        trainer.accelerator.unwrap_model(trainer.model).drop_auxiliary_heads()
     output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
         trainer.save_model(str(output_dir))
         extractor.save_pretrained(output_dir)
-    tables = {"validation": eval_metrics}
-    if test_dataset is not None:
-        prediction = trainer.predict(test_dataset, metric_key_prefix="test")
-        results.update(prediction.metrics)
-        tables["test"] = prediction.metrics
-        if trainer.is_world_process_zero():
-            predicted = np.asarray(prediction.predictions[0] if isinstance(prediction.predictions, tuple)
-                                   else prediction.predictions)
-            true = np.asarray(prediction.label_ids[0] if isinstance(prediction.label_ids, tuple)
-                              else prediction.label_ids)
-            write_predictions_csv(output_dir / "predictions.csv", test_dataset[AUDIO_ID_COLUMN],
-                                  config.target_names, predicted, true)
-            scatter_plots(output_dir, config.target_names, predicted, true, prediction.metrics)
-    if trainer.is_world_process_zero():
-        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
-        (output_dir / "eval_results.json").write_text(json.dumps(clean, indent=2))
-        title = f"# MTQ-Net results ({model_args.method}, {config.loss_type} delta={config.huber_delta}, " \
-                f"alpha={config.frame_loss_weight})\n\nCells: LCC / SRCC / MSE.\n\n"
-        systems = {f"{model_args.method} ({split})": metrics for split, metrics in tables.items()}
-        (output_dir / "results.md").write_text(title + results_table(systems, config.target_names) + "\n")
-        logger.info("Results:\n%s", results_table(systems, config.target_names))
-    return results
+    # predictions.csv and the scatter plots describe the test set, or the validation set when there is none.
+    scored = ("test", test_dataset) if test_dataset is not None else ("validation", eval_dataset)
+    return write_outputs(trainer, output_dir, model_args.method, eval_metrics, *scored)
 
 
 if __name__ == "__main__":

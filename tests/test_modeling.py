@@ -388,3 +388,14 @@ def test_fusion_modes_build_different_networks():
     aligned, timed = build_model(fusion_mode="aligned"), build_model(fusion_mode="time")
     assert aligned.mtqnet.cnn.convs[0].in_channels == 2 and timed.mtqnet.cnn.convs[0].in_channels == 1
     assert aligned.mtqnet.blstm.input_size == 16 + 16 and timed.mtqnet.blstm.input_size == 16
+
+
+def test_pseudo_labels_alone_still_train_the_shared_trunk():
+    """An utterance with pseudo labels but no primary label (the MPL setting) still sends gradients to the trunk."""
+    model = build_model(dropout=0.0).train()
+    batch = featurise(model, clips_of((16000,)))
+    out = model(**batch, labels=torch.full((1, 3), float("nan")), pseudo_labels=torch.tensor([[2.5, 0.7, 1.0]]))
+    out.loss.backward()
+    assert out.loss.item() > 0
+    assert model.mtqnet.cnn.convs[0].weight.grad.abs().sum() > 0
+    assert model.heads["s_mos"].score.weight.grad.abs().sum() == 0  # no primary label, no primary-head gradient

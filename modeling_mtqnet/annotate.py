@@ -1,0 +1,226 @@
+"""MPL stage 1: add a teacher's pseudo labels to a dataset or manifest, one column per teacher output.
+
+    python -m modeling_mtqnet.annotate --input IN.csv --output OUT.csv --teacher TEACHER_DIR
+    python -m modeling_mtqnet.annotate --input IN.csv --output OUT.csv --teacher intrusive --clean_column clean_path
+    python -m modeling_mtqnet.annotate --input IN.csv --output OUT.csv --teacher dnsmos
+
+Teachers: a saved MTQ-Net / MOSA-Net folder (its `target_names`, e.g. pesq stoi sdi), `intrusive` (PESQ, STOI and
+SDI against a clean reference column), or `dnsmos` (DNSMOS P.835 through the optional `speechmos` package:
+dnsmos_sig, dnsmos_bak, dnsmos_ovrl). Every input column is kept; a clip that cannot be scored gets NaN and a reason
+in `annotate_error`, and the run carries on. Work is written in shards under OUT.shards/, so a killed run resumes
+where it stopped; under `accelerate launch` each process takes its share of the shards (and its own GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .data import load_speech_dataset
+from .feature_extraction_mtqnet import MTQNetFeatureExtractor, load_audio
+from .intrusive import ERROR_COLUMN as INTRUSIVE_ERROR
+from .intrusive import _decodable, intrusive_scores
+
+ERROR_COLUMN = "annotate_error"
+DNSMOS_COLUMNS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+
+
+class Teacher:
+    """Something with named outputs: `columns`, and `__call__(batch) -> {column: list, annotate_error: list}`."""
+
+    columns: tuple[str, ...] = ()
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        raise NotImplementedError
+
+
+class ModelTeacher(Teacher):
+    """A saved MTQ-Net / MOSA-Net: its utterance scores, one column per target name."""
+
+    def __init__(self, folder: str | os.PathLike, audio_column: str, device: str | torch.device = "cpu"):
+        from .modeling_mtqnet import MTQNetForSpeechQualityAssessment
+
+        self.model = MTQNetForSpeechQualityAssessment.from_pretrained(folder).to(device).eval()
+        self.extractor = MTQNetFeatureExtractor.from_model_config(self.model.config)
+        self.columns = tuple(self.model.config.target_names)
+        self.audio_column, self.device = audio_column, torch.device(device)
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        count = len(batch[self.audio_column])
+        outputs = {column: [math.nan] * count for column in self.columns}
+        errors, waveforms, rows = [""] * count, [], []
+        for row, value in enumerate(batch[self.audio_column]):
+            try:
+                waveforms.append(self.extractor.prepare_waveform(_decodable(value), name=str(value)[:200]))
+                rows.append(row)
+            except Exception as problem:  # noqa: BLE001 - reported per clip
+                errors[row] = f"{type(problem).__name__}: {problem}"
+        if waveforms:
+            features = self.extractor(waveforms, sampling_rate=self.extractor.sampling_rate, return_tensors="pt")
+            with torch.no_grad():
+                scores = self.model(**{k: v.to(self.device) for k, v in features.items()}).logits.float().cpu()
+            for position, row in enumerate(rows):
+                for k, column in enumerate(self.columns):
+                    outputs[column][row] = float(scores[position, k])
+        return {**outputs, ERROR_COLUMN: errors}
+
+
+class IntrusiveTeacher(Teacher):
+    """PESQ, STOI and SDI against a clean reference column (see `modeling_mtqnet.intrusive`)."""
+
+    columns = ("pesq", "stoi", "sdi")
+
+    def __init__(self, audio_column: str, clean_column: str):
+        self.audio_column, self.clean_column = audio_column, clean_column
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        results = [
+            intrusive_scores(_decodable(degraded), _decodable(clean)).as_dict()
+            for degraded, clean in zip(batch[self.audio_column], batch[self.clean_column])
+        ]
+        outputs = {column: [r[column] for r in results] for column in self.columns}
+        return {**outputs, ERROR_COLUMN: [r[INTRUSIVE_ERROR] for r in results]}
+
+
+class DNSMOSTeacher(Teacher):
+    """DNSMOS P.835 (SIG, BAK, OVRL) from the `speechmos` package (ONNX weights inside the wheel)."""
+
+    columns = DNSMOS_COLUMNS
+
+    def __init__(self, audio_column: str):
+        try:
+            from speechmos import dnsmos
+        except ImportError as error:
+            raise ImportError(
+                "The dnsmos teacher needs: pip install speechmos onnxruntime librosa"
+            ) from error
+        self.dnsmos, self.audio_column = dnsmos, audio_column
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        count = len(batch[self.audio_column])
+        outputs = {column: [math.nan] * count for column in self.columns}
+        errors = [""] * count
+        for row, value in enumerate(batch[self.audio_column]):
+            try:
+                audio = load_audio(_decodable(value), None, 16000, name=str(value)[:200]).astype(np.float32)
+                if audio.size == 0 or not np.all(np.isfinite(audio)) or not np.any(audio):
+                    raise ValueError("empty, silent or non-finite audio")
+                scores = self.dnsmos.run(np.clip(audio, -1.0, 1.0), 16000)
+                for column, key in zip(self.columns, ("sig_mos", "bak_mos", "ovrl_mos")):
+                    outputs[column][row] = float(scores[key])
+            except Exception as problem:  # noqa: BLE001 - reported per clip
+                errors[row] = f"{type(problem).__name__}: {problem}"
+        return {**outputs, ERROR_COLUMN: errors}
+
+
+def make_teacher(name: str, audio_column: str, clean_column: str | None = None,
+                 device: str | torch.device = "cpu") -> Teacher:
+    """`intrusive`, `dnsmos`, or the path of a saved MTQ-Net / MOSA-Net folder."""
+    if name == "intrusive":
+        if not clean_column:
+            raise ValueError("The intrusive teacher needs --clean_column (the clean reference's path column)")
+        return IntrusiveTeacher(audio_column, clean_column)
+    if name == "dnsmos":
+        return DNSMOSTeacher(audio_column)
+    if not Path(name, "config.json").exists():
+        raise ValueError(f"Teacher {name!r} is neither 'intrusive', 'dnsmos' nor a saved model folder")
+    return ModelTeacher(name, audio_column, device)
+
+
+def annotate_dataset(dataset, teacher: Teacher, batch_size: int = 8, num_proc: int | None = None,
+                     desc: str = "annotating"):
+    """`Dataset.map(batched=True)` adding one column per teacher output plus `annotate_error`."""
+    import datasets
+
+    for column in _needed_columns(teacher):
+        if column not in dataset.column_names:
+            raise ValueError(f"Column {column!r} not found; the columns are {dataset.column_names}")
+        if isinstance(dataset.features[column], datasets.Audio):
+            dataset = dataset.cast_column(column, datasets.Audio(decode=False))
+    clash = [c for c in (*teacher.columns, ERROR_COLUMN) if c in dataset.column_names]
+    if clash:
+        dataset = dataset.remove_columns(clash)  # re-annotating replaces the teacher's old columns
+    return dataset.map(teacher, batched=True, batch_size=batch_size, num_proc=num_proc, desc=desc)
+
+
+def _needed_columns(teacher: Teacher) -> list[str]:
+    return [c for c in (getattr(teacher, "audio_column", None), getattr(teacher, "clean_column", None)) if c]
+
+
+def write_table(dataset, path: Path) -> None:
+    """CSV or JSONL by suffix, else a `save_to_disk` folder; written to a temporary name, then renamed."""
+    temporary = path.with_name(path.name + ".tmp")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        dataset.to_csv(str(temporary), index=False, sep="\t" if suffix == ".tsv" else ",")
+    elif suffix in (".jsonl", ".json"):
+        dataset.to_json(str(temporary), lines=True)
+    else:
+        dataset.save_to_disk(str(temporary))
+    os.replace(temporary, path)
+
+
+def annotate_file(input_path: str, output_path: str, teacher: Teacher, shard_size: int = 500, batch_size: int = 8,
+                  num_proc: int | None = None, audio_column: str = "path",
+                  progress: Callable[[Any], Any] | None = None) -> Path:
+    """Annotate a manifest / dataset folder into `output_path`, shard by shard (resumable, several processes)."""
+    import datasets
+    from accelerate import PartialState
+
+    state = PartialState()
+    dataset = load_speech_dataset(input_path, audio_column, path_columns=_needed_columns(teacher))
+    output = Path(output_path)
+    shard_dir = output.with_name(output.name + ".shards")
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    shard_count = max(1, math.ceil(len(dataset) / shard_size))
+    mine = [i for i in range(shard_count) if i % state.num_processes == state.process_index]
+    iterator = progress(mine) if progress else mine
+    for index in iterator:
+        shard_path = shard_dir / f"shard-{index:05d}"
+        if shard_path.exists():
+            continue  # done by an earlier (killed) run
+        shard = dataset.select(range(index * shard_size, min(len(dataset), (index + 1) * shard_size)))
+        annotated = annotate_dataset(shard, teacher, batch_size, num_proc, desc=f"shard {index + 1}/{shard_count}")
+        write_table(annotated, shard_path)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        shards = [datasets.load_from_disk(str(shard_dir / f"shard-{i:05d}")) for i in range(shard_count)]
+        write_table(datasets.concatenate_datasets(shards), output)
+    return output
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True, help="CSV/JSONL manifest, audiofolder or save_to_disk folder")
+    parser.add_argument("--output", required=True, help="OUT.csv / OUT.jsonl, or a folder (save_to_disk)")
+    parser.add_argument("--teacher", required=True, help="a saved MTQ-Net/MOSA-Net folder, 'intrusive' or 'dnsmos'")
+    parser.add_argument("--audio_column", default="path", help="audio path (relative to the manifest) or Audio")
+    parser.add_argument("--clean_column", default=None, help="clean reference column (the intrusive teacher)")
+    parser.add_argument("--batch_size", type=int, default=8, help="clips per model call")
+    parser.add_argument("--num_proc", type=int, default=None, help="worker processes for Dataset.map")
+    parser.add_argument("--shard_size", type=int, default=500, help="rows per resumable shard")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the process's device)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    args = parse_args(argv)
+    device = args.device or PartialState().device
+    teacher = make_teacher(args.teacher, args.audio_column, args.clean_column, device)
+    output = annotate_file(args.input, args.output, teacher, args.shard_size, args.batch_size, args.num_proc,
+                           args.audio_column, progress=lambda shards: tqdm(shards, desc="shards", unit="shard"))
+    print(f"Wrote {output} with teacher columns {list(teacher.columns)}")
+    return output
+
+
+if __name__ == "__main__":
+    main()
