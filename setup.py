@@ -28,11 +28,17 @@ setup(
     extras_require={
         "train": ["datasets>=4.0", "accelerate>=1.0", "evaluate>=0.4", "scipy>=1.10", "tqdm>=4.60",
                   "matplotlib>=3.7"],  # + torchcodec matching your torch, for datasets Audio columns
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.16"],
         "dnsmos": ["speechmos>=0.0.1", "onnxruntime>=1.16", "librosa>=0.10"],
         "test": ["pytest>=8", "pytest-timeout>=2", "scipy>=1.10"],
         "dev": ["pytest>=8", "pytest-timeout>=2", "scipy>=1.10", "ruff"],
     },
-    entry_points={"console_scripts": ["mtqnet-annotate=modeling_mtqnet.annotate:main"]},
+    entry_points={
+        "console_scripts": [
+            "mtqnet-annotate=modeling_mtqnet.annotate:main",
+            "mtqnet-score=modeling_mtqnet.score:main",
+        ]
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Multimedia :: Sound/Audio :: Speech",

@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=SpeechQualityCollator(),
+        processing_class=extractor,  # saved (and pushed with --push_to_hub) with every checkpoint
         compute_metrics=make_compute_metrics(model.config.target_names, model.config.auxiliary_target_names),
         callbacks=callbacks,
         ssl_learning_rate=model_args.ssl_learning_rate,

@@ -8,7 +8,8 @@ Teachers: a saved MTQ-Net / MOSA-Net folder (its `target_names`, e.g. pesq stoi 
 SDI against a clean reference column), or `dnsmos` (DNSMOS P.835 through the optional `speechmos` package:
 dnsmos_sig, dnsmos_bak, dnsmos_ovrl). Every input column is kept; a clip that cannot be scored gets NaN and a reason
 in `annotate_error`, and the run carries on. Work is written in shards under OUT.shards/, so a killed run resumes
-where it stopped; under `accelerate launch` each process takes its share of the shards (and its own GPU).
+where it stopped; under `torchrun` / `accelerate launch` each process takes its share of the shards (and its own
+GPU), and the main process merges them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from .data import load_speech_dataset
+from .distributed import ProcessState, wait_for_markers
 from .feature_extraction_mtqnet import MTQNetFeatureExtractor, load_audio
 from .intrusive import ERROR_COLUMN as INTRUSIVE_ERROR
 from .intrusive import _decodable, intrusive_scores
@@ -171,15 +173,14 @@ def annotate_file(input_path: str, output_path: str, teacher: Teacher, shard_siz
                   progress: Callable[[Any], Any] | None = None) -> Path:
     """Annotate a manifest / dataset folder into `output_path`, shard by shard (resumable, several processes)."""
     import datasets
-    from accelerate import PartialState
 
-    state = PartialState()
+    state = ProcessState()
     dataset = load_speech_dataset(input_path, audio_column, path_columns=_needed_columns(teacher))
     output = Path(output_path)
     shard_dir = output.with_name(output.name + ".shards")
     shard_dir.mkdir(parents=True, exist_ok=True)
     shard_count = max(1, math.ceil(len(dataset) / shard_size))
-    mine = [i for i in range(shard_count) if i % state.num_processes == state.process_index]
+    mine = [i for i in range(shard_count) if i % state.world == state.rank]
     iterator = progress(mine) if progress else mine
     for index in iterator:
         shard_path = shard_dir / f"shard-{index:05d}"
@@ -188,8 +189,9 @@ def annotate_file(input_path: str, output_path: str, teacher: Teacher, shard_siz
         shard = dataset.select(range(index * shard_size, min(len(dataset), (index + 1) * shard_size)))
         annotated = annotate_dataset(shard, teacher, batch_size, num_proc, desc=f"shard {index + 1}/{shard_count}")
         write_table(annotated, shard_path)
-    state.wait_for_everyone()
-    if state.is_main_process:
+    # Shares may take hours: wait on the shard folders rather than a collective with a timeout.
+    wait_for_markers([shard_dir / f"shard-{i:05d}" for i in range(shard_count)])
+    if state.is_main:
         shards = [datasets.load_from_disk(str(shard_dir / f"shard-{i:05d}")) for i in range(shard_count)]
         write_table(datasets.concatenate_datasets(shards), output)
     return output
@@ -209,17 +211,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    from accelerate import PartialState
+def main(argv: list[str] | None = None) -> None:
     from tqdm.auto import tqdm
 
     args = parse_args(argv)
-    device = args.device or PartialState().device
+    device = args.device or ProcessState(cpu=args.device == "cpu").device
     teacher = make_teacher(args.teacher, args.audio_column, args.clean_column, device)
     output = annotate_file(args.input, args.output, teacher, args.shard_size, args.batch_size, args.num_proc,
                            args.audio_column, progress=lambda shards: tqdm(shards, desc="shards", unit="shard"))
-    print(f"Wrote {output} with teacher columns {list(teacher.columns)}")
-    return output
+    if ProcessState().is_main:
+        print(f"Wrote {output} with teacher columns {list(teacher.columns)}")
 
 
 if __name__ == "__main__":

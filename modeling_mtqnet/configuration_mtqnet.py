@@ -132,6 +132,8 @@ class MTQNetConfig(PreTrainedConfig):
             are `pesq, stoi, sdi`).
         auxiliary_target_activations (`list[str]`, *optional*): as `target_activations`, for the auxiliary targets.
         auxiliary_target_ranges (`list[list[float] | None]`, *optional*): as `target_ranges`, for the auxiliary ones.
+        trained_auxiliary_target_names (`list[str]`, *optional*): the auxiliary targets a model was trained with,
+            recorded by `drop_auxiliary_heads` (which empties `auxiliary_target_names`) for model cards.
         n_fft (`int`, defaults to 512): STFT size of the spectral branch.
         hop_length (`int`, defaults to 256): STFT hop; also the frame step of the sinc branch and of `"aligned"` fusion.
         win_length (`int`, defaults to 512): STFT window length (Hamming).
@@ -187,6 +189,7 @@ class MTQNetConfig(PreTrainedConfig):
     auxiliary_target_names: list[str] | tuple[str, ...] = AUXILIARY_TARGETS
     auxiliary_target_activations: list[str] | tuple[str, ...] | None = None
     auxiliary_target_ranges: list | tuple | None = None
+    trained_auxiliary_target_names: list[str] | tuple[str, ...] | None = None
     n_fft: int = 512
     hop_length: int = 256
     win_length: int = 512

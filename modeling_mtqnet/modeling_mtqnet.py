@@ -519,8 +519,12 @@ class MTQNetModel(MTQNetPreTrainedModel):
         else:
             hidden = self.ssl_hidden_states(waveforms, lengths)
         hidden = hidden[:, : int(ssl_lengths.max())]
-        projected = F.relu(self.ssl_projection(hidden))
+        projected = self.project_ssl(hidden)
         return projected * lengths_to_mask(ssl_lengths, projected.shape[1])[..., None], ssl_lengths
+
+    def project_ssl(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The per-frame Dense(ssl_projection_size, ReLU) after the SSL encoder (also used by the ONNX export)."""
+        return F.relu(self.ssl_projection(hidden))
 
     def ssl_frame_geometry(self) -> tuple[int, float]:
         """(stride, centre offset) in samples of the SSL encoder's frames."""
@@ -531,18 +535,29 @@ class MTQNetModel(MTQNetPreTrainedModel):
         self, ssl_frames: torch.Tensor, ssl_lengths: torch.Tensor, frame_lengths: torch.Tensor, num_frames: int
     ) -> torch.Tensor:
         """Linearly interpolate each clip's SSL frames onto the STFT frame times (t * hop), clip by clip."""
-        stride, offset = self.ssl_frame_geometry()
-        times = torch.arange(num_frames, device=ssl_frames.device, dtype=torch.float32) * self.config.hop_length
         rows = []
         for b in range(ssl_frames.shape[0]):
-            last = int(ssl_lengths[b]) - 1
-            position = ((times - offset) / stride).clamp(0, max(last, 0))
-            low = position.floor().long()
-            high = (low + 1).clamp(max=last)
-            weight = (position - low.float()).to(ssl_frames.dtype)[:, None]
+            low, high, weight = self.ssl_interpolation(num_frames, ssl_lengths[b], ssl_frames.device)
+            weight = weight.to(ssl_frames.dtype)[:, None]
             row = ssl_frames[b, low] * (1 - weight) + ssl_frames[b, high] * weight
             rows.append(row * (torch.arange(num_frames, device=row.device) < frame_lengths[b])[:, None])
         return torch.stack(rows)
+
+    def ssl_interpolation(
+        self, num_frames: int, ssl_length: torch.Tensor, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where STFT frame t (centred on sample t * hop) falls among a clip's `ssl_length` SSL frames: the frames
+        (low, high) around it and the float32 weight of `high` (positions clamped to the clip's frames).
+
+        `ssl_length` is a 0-d tensor (not an int) so that the ONNX export can trace it from a shape.
+        """
+        stride, offset = self.ssl_frame_geometry()
+        times = torch.arange(num_frames, device=device, dtype=torch.float32) * self.config.hop_length
+        last = ssl_length - 1
+        position = torch.minimum(((times - offset) / stride).clamp(min=0), last.clamp(min=0).to(torch.float32))
+        low = position.floor().long()
+        high = torch.minimum(low + 1, last)
+        return low, high, position - low.float()
 
     # -- forward ----------------------------------------------------------------------------------------------------
 
@@ -670,6 +685,8 @@ class MTQNetForSpeechQualityAssessment(MTQNetPreTrainedModel):
     def drop_auxiliary_heads(self) -> "MTQNetForSpeechQualityAssessment":
         """Remove the pseudo-label heads (in place) for inference; the saved checkpoint then holds none. Returns self."""
         self.auxiliary_heads = nn.ModuleDict()
+        if self.config.auxiliary_target_names:
+            self.config.trained_auxiliary_target_names = list(self.config.auxiliary_target_names)
         self.config.auxiliary_target_names = []
         self.config.auxiliary_target_activations = []
         self.config.auxiliary_target_ranges = []

@@ -42,7 +42,13 @@ def window_starts(num_samples: int, window: int, step: int) -> list[int]:
     if num_samples <= window:
         return [0]
     starts = list(range(0, num_samples - window, step))
-    return starts + [num_samples - window]
+    last = num_samples - window
+    # A regular window that starts just before the final one would count the end twice: move it instead, as long
+    # as the windows still touch.
+    if len(starts) > 1 and last - starts[-1] < step / 2 and last - starts[-2] <= window:
+        starts[-1] = last
+        return starts
+    return starts + [last]
 
 
 class SpeechQualityAssessmentPipeline(ChunkPipeline):

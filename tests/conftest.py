@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub: tests never download
 
-from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
-from tests.helpers import build_model
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment  # noqa: E402
+from tests.helpers import build_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import modeling_mtqnet  # noqa: E402,F401  (registers the Auto classes and the pipeline)
-from modeling_mtqnet import MTQNetConfig, MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment  # noqa: E402
+from modeling_mtqnet import MTQNetConfig, MTQNetForSpeechQualityAssessment  # noqa: E402  (registers Auto classes)
 from modeling_mtqnet.configuration_mtqnet import tiny_ssl_config  # noqa: E402,F401
 
 SAMPLING_RATE = 16000

@@ -7,7 +7,6 @@ Everything is built in memory or under `tmp_path`; nothing is downloaded. Random
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -11,7 +11,7 @@ from transformers import AutoModel, AutoModelForAudioClassification
 
 from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment, speech_quality_objective
 from modeling_mtqnet.modeling_mtqnet import SincFilterbank, pointwise_loss
-from tests.helpers import build_model, noisy_tone, tiny_config, tiny_ssl_config
+from tests.helpers import build_model, noisy_tone, tiny_ssl_config
 
 LENGTHS = (16000, 9000, 23456)
 
@@ -354,6 +354,7 @@ def test_drop_auxiliary_heads(tmp_path, tiny_model, saved_model_dir):
         before = model(**batch).logits
     model.drop_auxiliary_heads()
     assert len(model.auxiliary_heads) == 0 and model.config.auxiliary_target_names == []
+    assert model.config.trained_auxiliary_target_names == ["pesq", "stoi", "sdi"]
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").stat().st_size < (saved_model_dir / "model.safetensors").stat().st_size
     assert not any(key.startswith("auxiliary_heads") for key in load_file(tmp_path / "model.safetensors"))
