@@ -342,7 +342,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--durations", nargs="+", type=float, default=[3.0, 10.0, 60.0],
                         help="clip durations in seconds (every clip of a batch has this length)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="batch sizes")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=int, default=5,
                         help="most timed forwards per configuration, after 1 warm-up; the median is reported")
     parser.add_argument("--time-budget", type=float, default=60.0,
                         help="stop repeating a configuration once its timed forwards would exceed this many "

@@ -104,6 +104,8 @@ class MTQNetTrainer(Trainer):
         pseudo_labels = inputs.pop("pseudo_labels", None)
         outputs = model(**inputs)
         config = self.accelerator.unwrap_model(model).config
+        if not config.auxiliary_target_names:
+            pseudo_labels = None  # e.g. scoring a set that has pseudo-label columns after the heads were dropped
         if labels is None and pseudo_labels is None:
             return (None, outputs) if return_outputs else None
         counts = num_items_in_batch if torch.is_tensor(num_items_in_batch) and num_items_in_batch.dim() == 1 else None
@@ -136,7 +138,8 @@ class MTQNetTrainer(Trainer):
         ignore_keys: list[str] | None = None,
     ):
         inputs = self._prepare_inputs(inputs)
-        label_tensors = tuple(inputs[key] for key in LABEL_KEYS if inputs.get(key) is not None)
+        keys = LABEL_KEYS if self.accelerator.unwrap_model(model).config.auxiliary_target_names else LABEL_KEYS[:1]
+        label_tensors = tuple(inputs[key] for key in keys if inputs.get(key) is not None)
         with torch.no_grad(), self.compute_loss_context_manager():
             loss, outputs = self.compute_loss(model, dict(inputs), return_outputs=True)
         loss = loss.detach() if loss is not None else None
