@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     from transformers import pipeline
 
     torch.manual_seed(args.seed)
+    args.output_dir = args.output_dir.resolve()  # the check below runs in another working directory
     model_dir, audio_dir = args.output_dir / "model", args.output_dir / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     config = MTQNetConfig.from_preset(args.preset)
