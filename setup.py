@@ -28,6 +28,7 @@ setup(
     extras_require={
         "train": ["datasets>=4.0", "accelerate>=1.0", "evaluate>=0.4", "scipy>=1.10", "tqdm>=4.60",
                   "matplotlib>=3.7"],  # + torchcodec matching your torch, for datasets Audio columns
+        "corpus": ["noisereduce>=3.0", "pyrnnoise>=0.4"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.16"],
         "dnsmos": ["speechmos>=0.0.1", "onnxruntime>=1.16", "librosa>=0.10"],
         "test": ["pytest>=8", "pytest-timeout>=2", "scipy>=1.10"],

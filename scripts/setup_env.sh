@@ -6,12 +6,18 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 
-# System packages: FFmpeg's libraries for torchcodec (datasets' Audio columns).
-if ! command -v ffmpeg >/dev/null 2>&1; then
+# System packages: FFmpeg's libraries for torchcodec (datasets' Audio columns); SoX, opus-tools, lame and espeak-ng
+# for the corpus builder's enhancement systems, codecs and test speech.
+APT_PACKAGES=(ffmpeg sox libsox-fmt-all opus-tools lame espeak-ng)
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "warning: ffmpeg is missing (sudo apt-get install ffmpeg); datasets' Audio columns will not decode" >&2
+    echo "warning: missing system packages (sudo apt-get install ${missing[*]}): some features will be skipped" >&2
   fi
 fi
 
