@@ -401,6 +401,13 @@ def _ffmpeg(*arguments: str) -> list[str]:
     return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *arguments]
 
 
+def _ffmpeg_round_trip(source: Path, coded: Path, decoded: Path, codec: str, kbps: int) -> None:
+    """Encode `source` with an FFmpeg audio codec at `kbps`, then decode to 16 kHz mono float WAV."""
+    _run(_ffmpeg("-i", str(source), "-c:a", codec, "-b:a", f"{kbps}k", str(coded)), f"ffmpeg {codec}")
+    _run(_ffmpeg("-i", str(coded), "-ar", str(SAMPLING_RATE), "-ac", "1", "-c:a", "pcm_f32le", str(decoded)),
+         f"ffmpeg {codec} decoding")
+
+
 def _sox(*arguments: str) -> list[str]:
     return ["sox", "-V1", "-D", "-R", *arguments]  # no dither, repeatable
 
@@ -427,20 +434,14 @@ def _tool_system(name: str, mix: np.ndarray, noise: np.ndarray, params: dict[str
                 _run(["opusenc", "--quiet", "--bitrate", str(params["kbps"]), str(source), str(coded)], "opusenc")
                 _run(["opusdec", "--quiet", "--rate", str(SAMPLING_RATE), str(coded), str(decoded)], "opusdec")
             else:
-                _run(_ffmpeg("-i", str(source), "-c:a", "libopus", "-b:a", f"{params['kbps']}k", str(coded)),
-                     "ffmpeg libopus")
-                _run(_ffmpeg("-i", str(coded), "-ar", str(SAMPLING_RATE), "-ac", "1", "-c:a", "pcm_f32le",
-                             str(decoded)), "ffmpeg opus decoding")
+                _ffmpeg_round_trip(source, coded, decoded, "libopus", params["kbps"])
         elif name == "mp3":
             coded = folder / "coded.mp3"
             if backend.startswith("LAME"):
                 _run(["lame", "--quiet", "-b", str(params["kbps"]), str(source), str(coded)], "lame")
                 _run(["lame", "--quiet", "--decode", str(coded), str(decoded)], "lame --decode")
             else:
-                _run(_ffmpeg("-i", str(source), "-c:a", "libmp3lame", "-b:a", f"{params['kbps']}k", str(coded)),
-                     "ffmpeg libmp3lame")
-                _run(_ffmpeg("-i", str(coded), "-ar", str(SAMPLING_RATE), "-ac", "1", "-c:a", "pcm_f32le",
-                             str(decoded)), "ffmpeg mp3 decoding")
+                _ffmpeg_round_trip(source, coded, decoded, "libmp3lame", params["kbps"])
         elif name == "gsm":
             coded = folder / "coded.gsm"
             if backend.startswith("sox"):
