@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from model_card import CardOptions, render_card
+from modeling_mtqnet.model_dir import ModelDirError, read_saved_config
 from model_card.render import method_from_results
 
 CODE_FILES = ("configuration_mtqnet.py", "feature_extraction_mtqnet.py", "modeling_mtqnet.py", "pipeline_mtqnet.py")
@@ -41,25 +42,12 @@ CARD_NAME = "README.md"
 DRY_RUN_DIR_NAME = "hub_upload"
 
 
-class ModelDirError(ValueError):
-    """MODEL_DIR is not an uploadable MTQ-Net folder."""
-
-
 # -- what to upload -------------------------------------------------------------------------------------------------
 
 
 def load_config(model_dir: Path) -> dict[str, Any]:
+    config = read_saved_config(model_dir)
     path = model_dir / "config.json"
-    if not path.is_file():
-        raise ModelDirError(f"{model_dir} has no config.json: not a saved model folder (save it with "
-                            "model.save_pretrained(folder))")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelDirError(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(config, dict) or config.get("model_type") != "mtqnet":
-        found = config.get("model_type") if isinstance(config, dict) else None
-        raise ModelDirError(f"{path} is not an MTQ-Net config: model_type is {found!r}, expected 'mtqnet'")
     if not config.get("auto_map"):
         raise ModelDirError(f"{path} has no auto_map, so the repo would not load with trust_remote_code=True; "
                             "re-save the model with MTQNetForSpeechQualityAssessment.save_pretrained")
@@ -85,8 +73,6 @@ def weight_files(model_dir: Path) -> list[str]:
 def validate_model_dir(model_dir: Path) -> list[str]:
     """Check MODEL_DIR (config.json with model_type mtqnet and auto_map, weights, feature extractor, code files)
     and return the names of the files to upload, the card excepted."""
-    if not model_dir.is_dir():
-        raise ModelDirError(f"MODEL_DIR {model_dir} does not exist or is not a folder")
     load_config(model_dir)
     weights = weight_files(model_dir)
     if not (model_dir / "preprocessor_config.json").is_file():

@@ -170,11 +170,12 @@ def write_table(dataset, path: Path) -> None:
 
 def annotate_file(input_path: str, output_path: str, teacher: Teacher, shard_size: int = 500, batch_size: int = 8,
                   num_proc: int | None = None, audio_column: str = "path",
-                  progress: Callable[[Any], Any] | None = None) -> Path:
+                  progress: Callable[[Any], Any] | None = None,
+                  state: ProcessState | None = None) -> Path:
     """Annotate a manifest / dataset folder into `output_path`, shard by shard (resumable, several processes)."""
     import datasets
 
-    state = ProcessState()
+    state = state or ProcessState()
     dataset = load_speech_dataset(input_path, audio_column, path_columns=_needed_columns(teacher))
     output = Path(output_path)
     shard_dir = output.with_name(output.name + ".shards")
@@ -215,11 +216,12 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm.auto import tqdm
 
     args = parse_args(argv)
-    device = args.device or ProcessState(cpu=args.device == "cpu").device
-    teacher = make_teacher(args.teacher, args.audio_column, args.clean_column, device)
+    state = ProcessState(cpu=args.device == "cpu")
+    teacher = make_teacher(args.teacher, args.audio_column, args.clean_column, args.device or state.device)
     output = annotate_file(args.input, args.output, teacher, args.shard_size, args.batch_size, args.num_proc,
-                           args.audio_column, progress=lambda shards: tqdm(shards, desc="shards", unit="shard"))
-    if ProcessState().is_main:
+                           args.audio_column, progress=lambda shards: tqdm(shards, desc="shards", unit="shard"),
+                           state=state)
+    if state.is_main:
         print(f"Wrote {output} with teacher columns {list(teacher.columns)}")
 
 

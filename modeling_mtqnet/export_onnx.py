@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .model_dir import read_saved_config
 from .modeling_mtqnet import MTQNetForSpeechQualityAssessment, MTQNetModelOutput
 
 INPUT_NAME = "input_values"
@@ -262,22 +263,7 @@ def max_differences(
 def load_model_dir(model_dir: str | os.PathLike) -> MTQNetForSpeechQualityAssessment:
     """Load a saved MTQ-Net folder for export; a ValueError says plainly what is wrong with the folder."""
     folder = Path(model_dir)
-    if not folder.exists():
-        raise ValueError(f"MODEL_DIR {folder} does not exist")
-    if not folder.is_dir():
-        raise ValueError(f"MODEL_DIR {folder} is not a folder (pass the folder that model.save_pretrained wrote)")
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise ValueError(
-            f"MODEL_DIR {folder} is not a saved MTQ-Net model: it has no config.json "
-            "(pass the folder that model.save_pretrained / train.py wrote)"
-        )
-    try:
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError) as error:
-        raise ValueError(f"MODEL_DIR {folder}: config.json is not readable JSON ({error})") from error
-    if model_type != "mtqnet":
-        raise ValueError(f"MODEL_DIR {folder} holds a {model_type!r} model, not an MTQ-Net (model_type 'mtqnet')")
+    read_saved_config(folder)
     try:
         model = MTQNetForSpeechQualityAssessment.from_pretrained(folder)
     except Exception as error:  # missing / corrupt weights, a config this code cannot build

@@ -84,14 +84,20 @@ def write_predictions_csv(path: str | os.PathLike, audio_ids: Sequence[str], tar
             writer.writerow(cells)
 
 
-def scatter_plots(output_dir: str | os.PathLike, targets: Sequence[str], predicted: np.ndarray, true: np.ndarray,
-                  metrics: Mapping[str, float] | None = None, prefix: str = "scatter") -> list[Path]:
-    """One predicted-vs-true PNG per target, with the identity line and the metrics in the title."""
+def agg_pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (files only; works without a display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def scatter_plots(output_dir: str | os.PathLike, targets: Sequence[str], predicted: np.ndarray, true: np.ndarray,
+                  metrics: Mapping[str, float] | None = None, prefix: str = "scatter") -> list[Path]:
+    """One predicted-vs-true PNG per target, with the identity line and the metrics in the title."""
+    plt = agg_pyplot()
     metrics = strip_prefix(metrics or {})
     paths = []
     for k, target in enumerate(targets):
@@ -113,4 +119,4 @@ def scatter_plots(output_dir: str | os.PathLike, targets: Sequence[str], predict
     return paths
 
 
-__all__ = ["results_table", "parse_results_table", "write_predictions_csv", "scatter_plots", "strip_prefix"]
+__all__ = ["agg_pyplot", "results_table", "parse_results_table", "write_predictions_csv", "scatter_plots", "strip_prefix"]

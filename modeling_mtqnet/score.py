@@ -40,6 +40,7 @@ import torch
 
 from .distributed import ProcessState, wait_for_markers
 from .feature_extraction_mtqnet import MTQNetFeatureExtractor, check_waveform, load_audio, read_audio_file
+from .reporting import agg_pyplot
 
 DEFAULT_EXTENSIONS = (
     "wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "aifc", "au", "snd", "w64", "rf64", "caf",
@@ -251,15 +252,6 @@ class CorpusScorer:
 # Plots
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_name(path: str) -> str:
     """A file name for `path`'s plot: its stem plus a hash of the full path (same stems in other folders differ)."""
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(path).stem)[:80]
@@ -271,7 +263,7 @@ def plot_frame_curve(png: Path, title: str, result: dict[str, Any], waveform: np
     """Frame-level score curves over time (the pipeline's `frame_scores` / `frame_times`), the waveform beneath."""
     from .reporting import display_name
 
-    plt = _pyplot()
+    plt = agg_pyplot()
     figure, (curves, wave) = plt.subplots(2, 1, figsize=(9, 4.5), dpi=90, sharex=True,
                                           gridspec_kw={"height_ratios": [2, 1]})
     times = np.asarray(result["frame_times"])
@@ -298,7 +290,7 @@ def plot_histograms(plot_dir: Path, rows: list[dict[str, Any]], names: Sequence[
     """One histogram PNG per score (`hist_<name>.png`) over the rows that have it."""
     from .reporting import display_name
 
-    plt = _pyplot()
+    plt = agg_pyplot()
     paths = []
     for name in names:
         values = np.array([v for v in (_to_float(row.get(name)) for row in rows) if v is not None and math.isfinite(v)])
