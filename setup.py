@@ -30,7 +30,13 @@ setup(
                   "matplotlib>=3.7"],  # + torchcodec matching your torch, for datasets Audio columns
         "corpus": ["noisereduce>=3.0", "pyrnnoise>=0.4"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.16"],
+        "intrusive": ["pesq>=0.0.4", "pystoi>=0.3", "scipy>=1.10"],  # PESQ / STOI / SDI labels (the teacher's)
         "dnsmos": ["speechmos>=0.0.1", "onnxruntime>=1.16", "librosa>=0.10"],
+        # The demo (python -m modeling_mtqnet.demo): training, corpus systems, DNSMOS and pesq/pystoi for labels.
+        # Its speech synthesiser, piper, goes into an environment of its own (scripts/setup_env.sh, .venv-tts).
+        "demo": ["datasets>=4.0", "accelerate>=1.0", "evaluate>=0.4", "scipy>=1.10", "tqdm>=4.60", "matplotlib>=3.7",
+                 "noisereduce>=3.0", "pyrnnoise>=0.4", "speechmos>=0.0.1", "onnxruntime>=1.16", "librosa>=0.10",
+                 "pesq>=0.0.4", "pystoi>=0.3"],
         "test": ["pytest>=8", "pytest-timeout>=2", "scipy>=1.10"],
         "dev": ["pytest>=8", "pytest-timeout>=2", "scipy>=1.10", "ruff"],
     },

@@ -711,6 +711,7 @@ def build_corpus(
     test_noises: Sequence[str] = (),
     test_systems: Sequence[str] = (),
     test_fraction: float | None = None,
+    test_seen_conditions: bool = False,
     snr_mode: str = "active",
     target_level_db: float = -26.0,
     level_jitter_db: float = 0.0,
@@ -740,6 +741,8 @@ def build_corpus(
             and reported. Each utterance gets one, in turn.
         test_noises / test_systems: held-out conditions (names or patterns): used only in the test split, which then
             uses only them. Noises or systems named here need not be in `noises` / `systems`.
+        test_seen_conditions: the test split also uses the training noises and systems, beside the held-out ones
+            (a test set of seen and unseen conditions, as in TMHINT-QI v2), instead of the held-out ones alone.
         test_fraction: share of utterances (and of speakers, held out from training) in the test split; default 0.2
             when held-out conditions are given, else 0 (no test split).
         snr_mode: `active` (speech power over active frames) or `whole` (whole-file power); noise power is always
@@ -827,12 +830,15 @@ def build_corpus(
         n_test = min(len(units) - 1, max(1, round(test_fraction * len(units))))
         test_units = {units[i] for i in order[:n_test]}
     unit_of = (lambda s: s.speaker) if len(speakers) > 1 else (lambda s: s.relative)
+    test_noise_pool = all_noises + [n for n in test_noise_names if n not in all_noises] \
+        if test_seen_conditions or not test_noise_names else test_noise_names
+    test_system_pool = all_systems + [n for n in test_system_names if n not in all_systems] \
+        if test_seen_conditions or not test_system_names else test_system_names
     pools = {
         "train": _Pools([s for s in clean_files if unit_of(s) not in test_units],
                         [(name, noise_by_name[name]) for name in train_noises], train_systems),
         "test": _Pools([s for s in clean_files if unit_of(s) in test_units],
-                       [(name, noise_by_name[name]) for name in (test_noise_names or all_noises)],
-                       test_system_names or all_systems),
+                       [(name, noise_by_name[name]) for name in test_noise_pool], test_system_pool),
     }
 
     count = len(clean_files) if count is None else int(count)
@@ -1118,6 +1124,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="none, " + ", ".join(ENHANCERS + CODECS) + ", or all / enhancers / codecs")
     parser.add_argument("--test_noises", nargs="+", default=[], help="noises held out for the test split")
     parser.add_argument("--test_systems", nargs="+", default=[], help="systems held out for the test split")
+    parser.add_argument("--test_seen_conditions", action="store_true",
+                        help="the test split also uses the training noises and systems, beside the held-out ones")
     parser.add_argument("--test_fraction", type=float,
                         help="share of utterances and speakers in the test split (default 0.2 with held-out "
                              "conditions, else 0)")
@@ -1151,7 +1159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = build_corpus(
             args.clean_dir, args.output_dir, noise_dir=args.noise_dir, noises=args.noises, snrs=args.snrs,
             count=args.count, seed=args.seed, systems=args.systems, test_noises=args.test_noises,
-            test_systems=args.test_systems, test_fraction=args.test_fraction, snr_mode=args.snr_mode,
+            test_systems=args.test_systems, test_fraction=args.test_fraction,
+            test_seen_conditions=args.test_seen_conditions, snr_mode=args.snr_mode,
             target_level_db=args.target_level_db, level_jitter_db=args.level_jitter_db,
             babble_talkers=args.babble_talkers, speech_spectrum=args.speech_spectrum,
             max_duration_s=args.max_duration_s, speaker_pattern=args.speaker_pattern, save_noise=args.save_noise,

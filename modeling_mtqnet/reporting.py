@@ -38,8 +38,15 @@ def results_table(systems: Mapping[str, Mapping[str, float]], targets: Sequence[
 
 
 def parse_results_table(text: str) -> dict[str, dict[str, float]]:
-    """Read back a table written by `results_table`: {system: {"<target>_lcc": ..., ...}} (display names kept)."""
-    rows = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    """Read back a table written by `results_table`: {system: {"<target>_lcc": ..., ...}} (display names kept).
+
+    The first table of `text` is read (a results file may hold more than one)."""
+    rows: list[str] = []
+    for line in text.splitlines():
+        if line.strip().startswith("|"):
+            rows.append(line.strip())
+        elif rows:
+            break
     if len(rows) < 2:
         raise ValueError("No markdown table found")
     targets = [cell.strip() for cell in rows[0].strip("|").split("|")][1:]

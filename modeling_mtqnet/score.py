@@ -259,13 +259,17 @@ def plot_name(path: str) -> str:
 
 
 def plot_frame_curve(png: Path, title: str, result: dict[str, Any], waveform: np.ndarray, rate: int,
-                     names: Sequence[str]) -> Path:
-    """Frame-level score curves over time (the pipeline's `frame_scores` / `frame_times`), the waveform beneath."""
+                     names: Sequence[str], spectrogram: bool = False,
+                     segments: Sequence[tuple[float, str]] = ()) -> Path:
+    """Frame-level score curves over time (the pipeline's `frame_scores` / `frame_times`), the waveform beneath,
+    optionally its spectrogram, and optional labelled segment starts `(seconds, label)` drawn on every panel."""
     from .reporting import display_name
 
     plt = agg_pyplot()
-    figure, (curves, wave) = plt.subplots(2, 1, figsize=(9, 4.5), dpi=90, sharex=True,
-                                          gridspec_kw={"height_ratios": [2, 1]})
+    rows = 3 if spectrogram else 2
+    figure, axes = plt.subplots(rows, 1, figsize=(9, 2.2 + 1.6 * rows), dpi=90, sharex=True,
+                                gridspec_kw={"height_ratios": [2, 1, 1.5][:rows]})
+    curves, wave = axes[0], axes[1]
     times = np.asarray(result["frame_times"])
     for name in names:
         curves.plot(times, result["frame_scores"][name], linewidth=1,
@@ -278,7 +282,14 @@ def plot_frame_curve(png: Path, title: str, result: dict[str, Any], waveform: np
     step = max(1, waveform.size // 20000)
     wave.plot(np.arange(0, waveform.size, step) / rate, waveform[::step], linewidth=0.4, color="black")
     wave.set_ylabel("waveform")
-    wave.set_xlabel("time (s)")
+    if spectrogram:
+        axes[2].specgram(waveform, NFFT=512, Fs=rate, noverlap=256, cmap="magma")
+        axes[2].set_ylabel("Hz")
+    for start, label in segments:
+        for axis in axes:
+            axis.axvline(start, color="tab:red", linewidth=0.8, alpha=0.7)
+        curves.text(start, curves.get_ylim()[0], f" {label}", fontsize=7, va="bottom", color="tab:red")
+    axes[-1].set_xlabel("time (s)")
     figure.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(png)

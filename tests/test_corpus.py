@@ -234,6 +234,15 @@ def test_held_out_conditions_appear_only_in_the_test_split(tmp_path, clean_dir):
     assert all(row["path"].startswith(row["split"] + "/") for row in rows)
 
 
+def test_test_split_can_mix_seen_and_held_out_conditions(tmp_path, clean_dir):
+    report = build_corpus(clean_dir, tmp_path, noises=["white", "pink"], test_noises=["babble"], systems=["none"],
+                          test_fraction=0.5, test_seen_conditions=True, count=24, progress=False)
+    rows = _rows(report)
+    test_noises = {row["noise_type"] for row in rows if row["split"] == "test"}
+    assert test_noises == {"white", "pink", "babble"}
+    assert "babble" not in {row["noise_type"] for row in rows if row["split"] == "train"}
+
+
 def test_command_line(tmp_path, clean_dir, capsys):
     output = tmp_path / "cli"
     assert corpus.main(["--clean_dir", str(clean_dir), "--output_dir", str(output), "--count", "4", "--snrs", "5",
