@@ -7,12 +7,14 @@ Stages (each shows progress; a rerun skips the stages already done and resumes a
  2. corpus   noisy, enhanced and coded versions with aligned clean references (`modeling_mtqnet.corpus`); the test
              split has voices, noises (babble, hum) and systems (RNNoise, FFmpeg afftdn, GSM) unseen in training,
              beside seen ones;
- 3. labels   split the training part into a teacher part and a student part (by sentence recording); intrusive
-             PESQ / STOI / SDI for the teacher part and the test part; DNSMOS P.835 for the student and test parts;
+ 3. labels   split the training part into a teacher part and a student part (by recording); intrusive PESQ / STOI /
+             SDI for the teacher part and the test part; DNSMOS P.835 stand-in labels for the test part and for a
+             limited number of student clips (the labelled ones, some kept for validation);
  4. teacher  train the teacher (MOSA-Net trunk, `small` preset) on the intrusive labels (`train.py`, scratch);
- 5. pseudo   annotate the student part with the teacher's PESQ / STOI / SDI predictions (MPL stage 1);
- 6. students train MTQ-Net on the student part with each method (default: scratch and MPL; also kt, mpl_kt),
-             same data, epochs, learning rate and seed (MPL stage 2);
+ 5. pseudo   annotate every student clip with the teacher's PESQ / STOI / SDI predictions (MPL stage 1);
+ 6. students train MTQ-Net with each method (default: scratch and MPL; also kt, mpl_kt) on one budget (optimiser
+             steps), seed and validation set: scratch / KT on the labelled clips, MPL on every student clip, with
+             pseudo labels for all and primary labels where they exist (MPL stage 2);
  7. report   the paper-layout table (LCC / SRCC / MSE per target per method) on the test part: results.md, and
              scatter plots;
  8. final    save the MPL model (auxiliary heads dropped) to OUTPUT/model, score a few test files through
@@ -113,7 +115,7 @@ class RunState:
         self.settings, self.methods = settings, methods
         self.stages: dict[str, float] = {}
         if self.path.exists():
-            state = json.loads(self.path.read_text())
+            state = self.load(output_dir)
             if state["settings"] != settings:
                 changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
                 raise DemoError(f"{output_dir} holds a demo run with other settings ({', '.join(changed)}); use "
@@ -122,6 +124,14 @@ class RunState:
             if state.get("methods") != methods:
                 for stage in self.RESTARTED_BY_METHODS:
                     self.stages.pop(stage, None)
+
+    @staticmethod
+    def load(output_dir: Path) -> dict[str, Any]:
+        """The recorded state of a demo folder: {"settings": ..., "methods": ..., "stages": ...}."""
+        path = output_dir / "demo_state.json"
+        if not path.is_file():
+            raise DemoError(f"{output_dir} holds no demo run (no demo_state.json)")
+        return json.loads(path.read_text())
 
     def done(self, stage: str) -> bool:
         return stage in self.stages
@@ -331,20 +341,24 @@ def student_train_file(paths, method: str) -> Path:
     return paths["labels"] / ("student_all.csv" if method in ("mpl", "mpl_kt") else "student_labelled.csv")
 
 
-def stage_students(args, size, paths) -> None:
-    # One budget for every method: the optimiser steps of `student_epochs` epochs over the whole student part.
+def train_student(args, size: DemoSize, paths: dict[str, Path], method: str, output: Path) -> None:
+    """One student. One budget for every method: the optimiser steps of `student_epochs` epochs over the whole
+    student part (MPL's data), evaluated and saved once per such epoch."""
     steps_per_epoch = math.ceil(len(read_rows(paths["labels"] / "student_all.csv")) / size.batch_size)
     schedule = ["--max_steps", str(steps_per_epoch * size.student_epochs), "--eval_strategy", "steps",
                 "--eval_steps", str(steps_per_epoch), "--save_strategy", "steps", "--save_steps", str(steps_per_epoch)]
+    teacher = paths["teacher"] if method in ("kt", "mpl_kt") else None
+    run_training(train_arguments(args, size, output, student_train_file(paths, method), method, PRIMARY_TARGETS,
+                                 schedule, paths["labels"] / "test.csv", paths["labels"] / "validation.csv", teacher))
+
+
+def stage_students(args, size, paths) -> None:
     for method in args.methods:
         output = paths["runs"] / method
         if (output / "eval_results.json").exists():
             continue  # trained by an earlier run of this stage
         print(f"\n=== Student: {METHOD_NAMES[method]} ===")
-        teacher = paths["teacher"] if method in ("kt", "mpl_kt") else None
-        run_training(train_arguments(args, size, output, student_train_file(paths, method), method, PRIMARY_TARGETS,
-                                     schedule, paths["labels"] / "test.csv", paths["labels"] / "validation.csv",
-                                     teacher))
+        train_student(args, size, paths, method, output)
 
 
 def test_metrics(run_dir: Path) -> dict[str, float]:
