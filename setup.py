@@ -11,9 +11,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["modeling_mtqnet", "modeling_mtqnet.*"]),
-    # The evaluate metric module is a script loaded by path (offline), not an imported package.
-    package_data={"modeling_mtqnet": ["metrics/speech_quality/*.py"]},
-    py_modules=["train"],
+    # The evaluate metric module is a script loaded by path (offline), not an imported package; the model card
+    # template is read by `mtqnet push`.
+    package_data={"modeling_mtqnet": ["training/metrics/speech_quality/*.py", "sharing/*.md"]},
     # Ranges, not pins: GPU users bring their own torch build. The CPU test set-up pins exact versions
     # (requirements-cpu-test.txt) and installs torch==2.13.0 first. No torchaudio: it breaks transformers on CPU torch.
     install_requires=[
@@ -32,7 +32,7 @@ setup(
         "onnx": ["onnx>=1.15", "onnxruntime>=1.16"],
         "intrusive": ["pesq>=0.0.4", "pystoi>=0.3", "scipy>=1.10"],  # PESQ / STOI / SDI labels (the teacher's)
         "dnsmos": ["speechmos>=0.0.1", "onnxruntime>=1.16", "librosa>=0.10"],
-        # The demo (python -m modeling_mtqnet.demo): training, corpus systems, DNSMOS and pesq/pystoi for labels.
+        # The demo (mtqnet demo): training, corpus systems, DNSMOS and pesq/pystoi for labels.
         # Its speech synthesiser, piper, goes into an environment of its own (scripts/setup_env.sh, .venv-tts).
         "demo": ["datasets>=4.0", "accelerate>=1.0", "evaluate>=0.4", "scipy>=1.10", "tqdm>=4.60", "matplotlib>=3.7",
                  "noisereduce>=3.0", "pyrnnoise>=0.4", "speechmos>=0.0.1", "onnxruntime>=1.16", "librosa>=0.10",
@@ -42,8 +42,10 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "mtqnet-annotate=modeling_mtqnet.annotate:main",
-            "mtqnet-score=modeling_mtqnet.score:main",
+            "mtqnet=modeling_mtqnet.cli:main",
+            # Aliases kept for scripts written before the one `mtqnet` command.
+            "mtqnet-score=modeling_mtqnet.cli:score_alias",
+            "mtqnet-annotate=modeling_mtqnet.cli:annotate_alias",
         ]
     },
     classifiers=[

@@ -23,7 +23,7 @@ import soundfile
 import torch
 
 from modeling_mtqnet import MTQNetConfig, MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
-from modeling_mtqnet.score import main as score_main
+from modeling_mtqnet.tools.score import main as score_main
 
 SAMPLING_RATE = 16000
 PRESETS = {"small": {}, "mosa-net": {}}

@@ -41,8 +41,8 @@ def run_case(case: dict[str, Any], clips: int, duration_s: float, batch_size: in
     import torch
 
     from modeling_mtqnet import MTQNetConfig, MTQNetForSpeechQualityAssessment
-    from modeling_mtqnet.data import SpeechQualityCollator
-    from modeling_mtqnet.features_cache import cache_ssl_features
+    from modeling_mtqnet.training.data import SpeechQualityCollator
+    from modeling_mtqnet.training.features_cache import cache_ssl_features
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -12,9 +12,9 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration_mtqnet import PRESETS, MTQNetConfig, tiny_ssl_config
-from .feature_extraction_mtqnet import MTQNetFeatureExtractor, load_audio
-from .modeling_mtqnet import (
+from .model.configuration_mtqnet import PRESETS, MTQNetConfig, tiny_ssl_config
+from .model.feature_extraction_mtqnet import MTQNetFeatureExtractor, load_audio
+from .model.modeling_mtqnet import (
     MTQNetForSpeechQualityAssessment,
     MTQNetModel,
     MTQNetModelOutput,
@@ -23,7 +23,7 @@ from .modeling_mtqnet import (
     speech_quality_objective,
     target_loss_sums,
 )
-from .pipeline_mtqnet import SpeechQualityAssessmentPipeline
+from .model.pipeline_mtqnet import SpeechQualityAssessmentPipeline
 
 __version__ = "0.1.0"
 PIPELINE_TASK = "speech-quality-assessment"

@@ -33,7 +33,7 @@ PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 "$VENV/bin/python" -c "import torch, transformers, modeling_mtqnet; print('environment ready: torch', torch.__version__, 'transformers', transformers.__version__)"
 
 # Clean speech for the demo's corpus: piper-tts with the CC0 joe voice, in an environment of its own. piper is GPL-3,
-# so the package never imports it: modeling_mtqnet/tts.py runs .venv-tts/bin/piper as a separate program.
+# so the package never imports it: modeling_mtqnet/corpus/tts.py runs .venv-tts/bin/piper as a separate program.
 # Optional: without it, the demo falls back to espeak-ng. SKIP_TTS=1 skips it. tts.py looks for .venv-tts/bin/piper
 # (or piper on PATH, or $MTQNET_PIPER).
 TTS_VENV=.venv-tts

@@ -14,7 +14,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from modeling_mtqnet import MTQNetConfig, MTQNetForSpeechQualityAssessment  # noqa: E402  (registers Auto classes)
-from modeling_mtqnet.configuration_mtqnet import tiny_ssl_config  # noqa: E402,F401
+from modeling_mtqnet.model.configuration_mtqnet import tiny_ssl_config  # noqa: E402,F401
 
 SAMPLING_RATE = 16000
 

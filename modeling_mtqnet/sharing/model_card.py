@@ -1,0 +1,238 @@
+"""Render the Hub model card (README.md) of a trained MTQ-Net folder with huggingface_hub's `ModelCard`.
+
+The folder is what `mtqnet train` writes: config.json (read as JSON), eval_results.json, results.md and scatter_<target>.png. The YAML block carries the model-index (LCC, SRCC and MSE
+per target on the test split, or the validation split when there is no test set), the pipeline tag, library,
+license, tags and the SSL encoder as base_model; the body is `model_card_template.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..training import reporting
+from ..vocabulary import METHOD_DESCRIPTIONS, PSEUDO_LABEL_METHODS, display_name
+
+TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
+TASK_TYPE = "audio-classification"
+TASK_NAME = "Non-intrusive speech quality assessment"
+TAGS = ["speech-quality-assessment", "custom_code", "mtqnet"]
+# (key in eval_results.json, Hub metric type, display name)
+METRICS = (("lcc", "pearsonr", "LCC"), ("srcc", "spearmanr", "SRCC"), ("mse", "mse", "MSE"))
+SPLIT_PREFIXES = (("test", "test_"), ("validation", "eval_"))
+RESULTS_TITLE = re.compile(r"^#\s*MTQ-Net results\s*\((?P<method>[^,)]+)")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+CITATION = """@inproceedings{zezario2024mtqnet,
+  title     = {Multi-task Pseudo-Label Learning for Non-Intrusive Speech Quality Assessment Model},
+  author    = {Zezario, Ryandhimas E. and Bai, Bo-Ren Brian and Fuh, Chiou-Shann and Wang, Hsin-Min and Tsao, Yu},
+  booktitle = {ICASSP 2024 - 2024 IEEE International Conference on Acoustics, Speech and Signal Processing},
+  year      = {2024}
+}"""
+
+
+@dataclass
+class CardOptions:
+    """What the folder does not record: the repo, the license and what the labels were."""
+
+    repo_id: str
+    license: str = "apache-2.0"
+    method: str | None = None  # default: read from results.md's title line
+    labels_description: str | None = None
+    stand_in_labels: bool = False
+    pseudo_label_targets: Sequence[str] | None = None  # default: the config's auxiliary targets
+    dataset_name: str | None = None
+    dataset_id: str | None = None  # a Hub dataset id: added to `datasets` and used as the model-index type
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def select_split(results: Mapping[str, Any], targets: Sequence[str]) -> tuple[str, dict[str, float]] | None:
+    """(split, {"<target>_<metric>": value}) from eval_results.json: the test_* keys when any is a number, else
+    the eval_* (validation) keys; None when neither has a per-target metric."""
+    for split, prefix in SPLIT_PREFIXES:
+        metrics = {key[len(prefix):]: value for key, value in results.items() if key.startswith(prefix)}
+        wanted = [f"{target}_{key}" for target in targets for key, _, _ in METRICS]
+        if any(is_number(metrics.get(name)) for name in wanted):
+            return split, metrics
+    return None
+
+
+def eval_results_for(targets: Sequence[str], metrics: Mapping[str, Any], split: str, dataset_name: str,
+                     dataset_type: str) -> list[EvalResult]:
+    """One `EvalResult` per target x metric with a finite value (missing or NaN metrics are left out)."""
+    display = display_name
+    results = []
+    for target in targets:
+        for key, metric_type, metric_label in METRICS:
+            value = metrics.get(f"{target}_{key}")
+            if not is_number(value):
+                continue
+            results.append(EvalResult(
+                task_type=TASK_TYPE, task_name=TASK_NAME, dataset_type=dataset_type, dataset_name=dataset_name,
+                dataset_split=split, metric_type=metric_type, metric_value=round(float(value), 4),
+                metric_name=f"{display(target)} {metric_label}", metric_config=target,
+            ))
+    return results
+
+
+def method_from_results(model_dir: Path) -> str | None:
+    """The method on results.md's title line (`# MTQ-Net results (mpl, huber delta=1.0, alpha=1.0)`)."""
+    path = model_dir / "results.md"
+    if not path.is_file():
+        return None
+    first_line = path.read_text(encoding="utf-8").lstrip().splitlines()[:1]
+    match = RESULTS_TITLE.match(first_line[0]) if first_line else None
+    return match.group("method").strip() if match else None
+
+
+def ssl_name(config: Mapping[str, Any]) -> str | None:
+    ssl_config = config.get("ssl_config") or {}
+    return ssl_config.get("_name_or_path") or None
+
+
+def base_model_of(config: Mapping[str, Any]) -> str | None:
+    """The SSL encoder's Hub id when it was loaded by name (a local folder is no Hub id)."""
+    name = ssl_name(config)
+    if not name or name.startswith((".", "/", "~")) or Path(name).exists() or not HUB_ID.match(name):
+        return None
+    return name
+
+
+def ssl_description(config: Mapping[str, Any]) -> str | None:
+    ssl_config = config.get("ssl_config")
+    if not ssl_config:
+        return None
+    name = ssl_name(config)
+    kind = ssl_config.get("model_type", "SSL")
+    state = "frozen" if config.get("freeze_ssl") else "fine-tuned"
+    return f"a {state} {kind} encoder" + (f" ({name})" if name else "")
+
+
+def target_list(targets: Sequence[str]) -> str:
+    display = display_name
+    return ", ".join(f"{target} ({display(target)})" if display(target) != target else target for target in targets)
+
+
+def pseudo_label_targets(config: Mapping[str, Any], options: CardOptions, method: str) -> str:
+    if method and method not in PSEUDO_LABEL_METHODS and not options.pseudo_label_targets:
+        return "none"  # scratch / kt train on primary labels only
+    names = list(options.pseudo_label_targets or config.get("auxiliary_target_names")
+                 or config.get("trained_auxiliary_target_names") or [])
+    if names:
+        return target_list(names)
+    if method in PSEUDO_LABEL_METHODS:
+        return "not recorded in the saved model (its pseudo-label heads were dropped for inference)"
+    return "none"
+
+
+def training_setup(config: Mapping[str, Any], options: CardOptions, method: str) -> list[str]:
+    """The bullet lines of the card's training set-up section."""
+    loss = str(config.get("loss_type", "huber"))
+    lines = [
+        f"Method: `{method}` ({METHOD_DESCRIPTIONS.get(method, 'see the training log')})",
+        f"Loss: {loss}" + (f", delta = {config.get('huber_delta')}" if loss == "huber" else "")
+        + "; per target, utterance loss + alpha x frame loss over valid frames",
+        f"alpha (frame-level loss weight): {config.get('frame_loss_weight')}",
+        f"Pseudo-label loss weight (L_superv + w x L_semi): {config.get('pseudo_label_loss_weight')}"
+        + ("" if method in PSEUDO_LABEL_METHODS else " (unused: no pseudo labels)"),
+        f"Targets: {target_list(config.get('target_names', []))}",
+        f"Pseudo-label targets: {pseudo_label_targets(config, options, method)}",
+        f"SSL encoder: {ssl_description(config) or 'none'}; fusion mode `{config.get('fusion_mode')}`",
+    ]
+    return lines
+
+
+def results_section(model_dir: Path, targets: Sequence[str], selected: tuple[str, dict[str, float]] | None,
+                    method: str, dataset_name: str) -> str:
+    """results.md (without its title line) or a table built from eval_results.json, plus the scatter plots."""
+    path = model_dir / "results.md"
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").strip().splitlines()
+        body = "\n".join(lines[1:] if lines and RESULTS_TITLE.match(lines[0]) else lines).strip()
+    elif selected is not None:
+        split, metrics = selected
+        body = "Cells: LCC / SRCC / MSE.\n\n" + reporting.results_table({f"{method} ({split})": metrics}, targets)
+    else:
+        return "No evaluation results were found in the model folder (eval_results.json, results.md)."
+    if selected is not None:
+        body += (f"\n\nThe model-index above reports the {selected[0]} split ({dataset_name}): LCC (Pearson), "
+                 "SRCC (Spearman) and MSE per target.")
+    plots = [f"![{display_name(t)}](scatter_{t}.png)" for t in targets
+             if (model_dir / f"scatter_{t}.png").is_file()]
+    return body + ("\n\n" + " ".join(plots) if plots else "")
+
+
+def labels_section(options: CardOptions) -> str:
+    described = (options.labels_description or "The training labels were not described when this card was "
+                 "written.").strip()
+    described += "" if described.endswith((".", "!", "?")) else "."
+    if not options.stand_in_labels:
+        return f"**Training labels:** {described}"
+    return ("**The training labels are stand-ins, not 3QUEST scores.** " + described + " This model therefore "
+            "estimates those stand-in labels, not the intrusive 3QUEST S-MOS / N-MOS / G-MOS the paper trains on, "
+            "and its numbers are not comparable with the paper's results.")
+
+
+def default_dataset_name(split: str) -> str:
+    return "held-out test set" if split == "test" else "validation set (held out from the training data)"
+
+
+def build_card_data(config: Mapping[str, Any], options: CardOptions,
+                    eval_results: list[EvalResult]) -> ModelCardData:
+    return ModelCardData(
+        license=options.license,
+        library_name="transformers",
+        pipeline_tag=TASK_TYPE,
+        tags=list(TAGS),
+        base_model=base_model_of(config),
+        datasets=[options.dataset_id] if options.dataset_id else None,
+        metrics=[metric_type for _, metric_type, _ in METRICS],
+        model_name=options.repo_id.split("/")[-1],
+        eval_results=eval_results or None,
+    )
+
+
+def render_card(model_dir: str | Path, options: CardOptions) -> ModelCard:
+    """The model card of a trained MTQ-Net folder; `str(card)` is the README.md to upload."""
+    model_dir = Path(model_dir)
+    config = read_json(model_dir / "config.json")
+    targets = list(config.get("target_names", []))
+    method = options.method or method_from_results(model_dir) or "unknown"
+    results_path = model_dir / "eval_results.json"
+    selected = select_split(read_json(results_path), targets) if results_path.is_file() else None
+    split = selected[0] if selected else "test"
+    dataset_name = options.dataset_name or options.dataset_id or default_dataset_name(split)
+    eval_results = eval_results_for(targets, selected[1], split, dataset_name, options.dataset_id or "custom") \
+        if selected else []
+    card_data = build_card_data(config, options, eval_results)
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        model_title=f"MTQ-Net speech quality assessment: {options.repo_id.split('/')[-1]}",
+        summary=("Non-intrusive speech quality assessment: MTQ-Net predicts "
+                 f"{target_list(targets)} from a single recording, with no clean reference, utterance-level scores "
+                 "and frame-level curves."),
+        outputs=target_list(targets),
+        target_names=targets,
+        num_targets=len(targets),
+        method_description=f"`{method}`: {METHOD_DESCRIPTIONS.get(method, 'see the training set-up')}",
+        ssl_description=ssl_description(config),
+        results=results_section(model_dir, targets, selected, method, dataset_name),
+        setup=training_setup(config, options, method),
+        repo_id=options.repo_id,
+        labels_section=labels_section(options),
+        citation=CITATION,
+    )

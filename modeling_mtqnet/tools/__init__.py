@@ -1,0 +1,1 @@
+"""Tools wing: scoring a corpus (`score`), ONNX export (`export_onnx`) and the end-to-end demo (`demo`)."""

@@ -1,0 +1,531 @@
+"""Score a corpus with MTQ-Net: audio files, folders, globs or manifests in; one CSV / JSONL row per file out.
+
+    mtqnet score INPUT... --model MODEL_DIR_OR_REPO --output OUT.csv
+    mtqnet score recordings/ "more/**/*.flac" list.csv --model out/mtqnet --output scores.jsonl
+    accelerate launch --multi_gpu --num_processes 4 -m modeling_mtqnet score INPUT... --model M --output OUT.csv
+    torchrun --nproc_per_node 2 -m modeling_mtqnet score INPUT... --model M --output OUT.csv --device cpu
+
+INPUT: an audio file, a folder (searched recursively for `--extensions`, case-insensitive), a glob (matched folders
+are searched, matched files kept when their extension is listed), or a CSV/TSV/JSONL manifest whose
+`--audio_column` holds paths relative to the manifest. Paths are written absolute, each file once.
+
+Columns: path, duration_s, sampling_rate and channels (of the file as stored), one column per primary score
+(the model's `target_names`, e.g. s_mos n_mos g_mos), chunks (files longer than `--chunk_length_s`: the JSON list of
+per-window scores, whose mean is the file's score) and error (empty when fine; a file that cannot be read or scored
+honestly -- corrupt, empty, silent, NaN, too short -- gets its reason there and the run carries on).
+
+Rows are appended to OUT.partial (JSON lines, flushed per batch); OUT is only ever written whole, to a temporary
+name then renamed, so it never holds a half-written row. A rerun with the same OUT skips the files already in OUT or
+in a partial file left by a killed run (`--retry_errors` re-scores those with an error). Under `accelerate launch` or
+torchrun, process i (one GPU each) scores the inputs whose index modulo the number of processes N is i, into
+OUT.partial-i-of-N, and the main process merges them into OUT once every process has finished. Several CPU
+processes: use torchrun (accelerate launch --cpu starts several processes only through mpirun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ..distributed import ProcessState, wait_for_markers
+from ..model.feature_extraction_mtqnet import MTQNetFeatureExtractor, check_waveform, load_audio, read_audio_file
+from ..tables import columns_of, read_jsonl, read_table, to_float, write_table
+from ..training.reporting import agg_pyplot
+from ..vocabulary import AUDIO_COLUMN, AUDIO_EXTENSIONS, ERROR_COLUMN, TABLE_SUFFIXES, audio_suffixes
+
+FILE_COLUMNS = ("path", "duration_s", "sampling_rate", "channels")
+CHUNKS_COLUMN = "chunks"
+LogFunction = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def collect_inputs(inputs: Sequence[str], extensions: Iterable[str] = AUDIO_EXTENSIONS, audio_column: str = AUDIO_COLUMN,
+                   log: LogFunction = print) -> list[str]:
+    """Absolute paths of the audio to score, in input order, each once.
+
+    A folder is searched recursively (sorted) for files whose extension is in `extensions` (case-insensitive); a
+    glob's matched folders are searched the same way and its matched files kept when their extension is listed; a
+    CSV/TSV/JSONL file is a manifest (`audio_column`, paths relative to it); any other existing file is audio. A
+    path that does not exist is kept, so that its row says so.
+    """
+    suffixes = audio_suffixes(extensions)
+    found: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += _walk(path, suffixes)
+        elif path.is_file():
+            found += _manifest_paths(path, audio_column, log) if path.suffix.lower() in TABLE_SUFFIXES else [item]
+        elif glob.has_magic(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            for match in matches:
+                if os.path.isdir(match):
+                    found += _walk(Path(match), suffixes)
+                elif Path(match).suffix.lower() in suffixes:
+                    found.append(match)
+            if not matches:
+                log(f"warning: {item!r} matches no file")
+        else:
+            log(f"warning: {item} does not exist (it gets an error row)")
+            found.append(item)
+    return list(dict.fromkeys(os.path.abspath(p) for p in found))
+
+
+def _walk(folder: Path, suffixes: set[str]) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found += [os.path.join(root, name) for name in sorted(files) if Path(name).suffix.lower() in suffixes]
+    return found
+
+
+def _manifest_paths(manifest: Path, audio_column: str, log: LogFunction) -> list[str]:
+    from ..training.data import check_columns, load_speech_dataset
+
+    dataset = load_speech_dataset(manifest, audio_column)  # resolves the paths relative to the manifest
+    check_columns(dataset, [audio_column], str(manifest))
+    paths = []
+    for row, value in enumerate(dataset[audio_column]):
+        if isinstance(value, dict):  # an undecoded Audio value
+            value = value.get("path")
+        if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+            log(f"warning: {manifest} row {row} has no {audio_column!r}: skipped")
+        else:
+            paths.append(str(value))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoding (in DataLoader worker processes)
+
+
+def decode_file(path: str, target_rate: int, min_samples: int,
+                max_samples: int | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Read one file: (row with path, duration_s, sampling_rate, channels, error; mono waveform at `target_rate`).
+
+    The waveform is None, and `error` says why, when the file cannot be scored (missing, undecodable, empty, NaN,
+    too short, too long for one pass, silent).
+    """
+    row: dict[str, Any] = {"path": path, "duration_s": None, "sampling_rate": None, "channels": None,
+                           ERROR_COLUMN: ""}
+    name = os.path.basename(path)
+    try:
+        samples, rate = read_audio_file(path)
+        frames = int(samples.shape[0])
+        row.update(duration_s=frames / rate, sampling_rate=rate, channels=1 if samples.ndim == 1 else samples.shape[1])
+        if frames == 0:
+            raise ValueError(f"{name} is empty (0 samples)")
+        waveform = load_audio({"array": samples, "sampling_rate": rate}, None, target_rate, name=name)
+        check_waveform(waveform, min_samples, max_samples, name=name)
+    except Exception as problem:  # noqa: BLE001 - reported in the file's row
+        row[ERROR_COLUMN] = " ".join(f"{type(problem).__name__}: {problem}".split())
+        return row, None
+    return row, waveform
+
+
+class DecodeDataset(torch.utils.data.Dataset):
+    """Paths -> (row, waveform tensor or None), for a DataLoader whose workers do the soundfile / soxr work."""
+
+    def __init__(self, paths: Sequence[str], target_rate: int, min_samples: int, max_samples: int | None):
+        self.paths, self.target_rate, self.min_samples, self.max_samples = list(paths), target_rate, min_samples, \
+            max_samples
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[dict[str, Any], torch.Tensor | None]:
+        row, waveform = decode_file(self.paths[index], self.target_rate, self.min_samples, self.max_samples)
+        return row, None if waveform is None else torch.from_numpy(np.ascontiguousarray(waveform))
+
+
+def decode_loader(paths: Sequence[str], extractor: MTQNetFeatureExtractor, batch_size: int, num_workers: int,
+                  chunked: bool) -> torch.utils.data.DataLoader:
+    max_samples = None if chunked or extractor.max_duration_s is None else \
+        int(extractor.max_duration_s * extractor.sampling_rate)
+    dataset = DecodeDataset(paths, extractor.sampling_rate, extractor.min_samples, max_samples)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=list,
+                                       shuffle=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scoring
+
+
+def load_model(model: str, device: str | torch.device = "cpu"):
+    """(model in eval mode on `device`, its feature extractor): the folder's saved extractor, else the config's."""
+    from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
+
+    loaded = MTQNetForSpeechQualityAssessment.from_pretrained(model).to(device).eval()
+    try:
+        extractor = MTQNetFeatureExtractor.from_pretrained(model)
+    except (OSError, ValueError):
+        extractor = MTQNetFeatureExtractor.from_model_config(loaded.config)
+    return loaded, extractor
+
+
+class CorpusScorer:
+    """Scores decoded waveforms through the `speech-quality-assessment` pipeline (windows, frame curves)."""
+
+    def __init__(self, model, extractor: MTQNetFeatureExtractor, device: str | torch.device, batch_size: int = 8,
+                 chunk_length_s: float | None = 10.0, stride_length_s: float | None = None):
+        from transformers import pipeline
+
+        from .. import PIPELINE_TASK  # noqa: F401 - importing the package registers the task
+
+        self.pipe = pipeline(PIPELINE_TASK, model=model, feature_extractor=extractor, device=torch.device(device))
+        self.names = list(model.config.target_names)
+        self.rate = extractor.sampling_rate
+        self.batch_size = batch_size
+        self.call_kwargs: dict[str, Any] = {}
+        if chunk_length_s:
+            self.call_kwargs.update(chunk_length_s=chunk_length_s, stride_length_s=stride_length_s)
+
+    def results(self, waveforms: list[np.ndarray]) -> list[dict[str, Any] | Exception]:
+        """One pipeline result per waveform; when a batch fails, its clips are retried alone to find the culprit."""
+        if not waveforms:
+            return []
+        try:
+            return list(self._call(waveforms))
+        except Exception as problem:  # noqa: BLE001 - isolated below
+            if len(waveforms) == 1:
+                return [problem]
+        outcomes: list[dict[str, Any] | Exception] = []
+        for waveform in waveforms:
+            try:
+                outcomes.append(self._call([waveform])[0])
+            except Exception as problem:  # noqa: BLE001 - reported in the file's row
+                outcomes.append(problem)
+        return outcomes
+
+    def _call(self, waveforms: list[np.ndarray]) -> list[dict[str, Any]]:
+        clips = [{"array": waveform, "sampling_rate": self.rate} for waveform in waveforms]
+        return self.pipe(clips, batch_size=self.batch_size, num_workers=0, **self.call_kwargs)
+
+    def score_batch(self, batch: list[tuple[dict[str, Any], torch.Tensor | None]],
+                    plot_dir: Path | None = None) -> list[dict[str, Any]]:
+        """Rows for one DataLoader batch, in order; scores are None where `error` is set."""
+        rows, waveforms, scored = [], [], []
+        for meta, waveform in batch:
+            rows.append({**meta, **{name: None for name in self.names}, CHUNKS_COLUMN: None})
+            if waveform is not None:
+                waveforms.append(waveform.numpy())
+                scored.append(len(rows) - 1)
+        for index, waveform, result in zip(scored, waveforms, self.results(waveforms)):
+            row = rows[index]
+            if isinstance(result, Exception):
+                row[ERROR_COLUMN] = " ".join(f"{type(result).__name__}: {result}".split())
+                continue
+            row.update({name: float(result[name]) for name in self.names})
+            row[CHUNKS_COLUMN] = result.get("chunks")
+            if plot_dir is not None:
+                try:
+                    plot_frame_curve(plot_dir / plot_name(row["path"]), row["path"], result, waveform, self.rate,
+                                     self.names)
+                except Exception as problem:  # noqa: BLE001 - a plot never costs a score
+                    print(f"warning: no plot for {row['path']}: {problem}", file=sys.stderr)
+        return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plots
+
+
+def plot_name(path: str) -> str:
+    """A file name for `path`'s plot: its stem plus a hash of the full path (same stems in other folders differ)."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(path).stem)[:80]
+    return f"{stem}_{hashlib.sha1(path.encode('utf-8')).hexdigest()[:8]}.png"
+
+
+def plot_frame_curve(png: Path, title: str, result: dict[str, Any], waveform: np.ndarray, rate: int,
+                     names: Sequence[str], spectrogram: bool = False,
+                     segments: Sequence[tuple[float, str]] = ()) -> Path:
+    """Frame-level score curves over time (the pipeline's `frame_scores` / `frame_times`), the waveform beneath,
+    optionally its spectrogram, and optional labelled segment starts `(seconds, label)` drawn on every panel."""
+    from ..vocabulary import display_name
+
+    plt = agg_pyplot()
+    rows = 3 if spectrogram else 2
+    figure, axes = plt.subplots(rows, 1, figsize=(9, 2.2 + 1.6 * rows), dpi=90, sharex=True,
+                                gridspec_kw={"height_ratios": [2, 1, 1.5][:rows]})
+    curves, wave = axes[0], axes[1]
+    times = np.asarray(result["frame_times"])
+    for name in names:
+        curves.plot(times, result["frame_scores"][name], linewidth=1,
+                    label=f"{display_name(name)} {result[name]:.2f}")
+    for chunk in result.get("chunks") or []:
+        curves.axvline(chunk["start_s"], color="grey", linewidth=0.5, alpha=0.5)
+    curves.set_ylabel("frame score")
+    curves.legend(loc="upper right", fontsize=8, ncol=len(names))
+    curves.set_title(title if len(title) <= 100 else "..." + title[-97:], fontsize=9)
+    step = max(1, waveform.size // 20000)
+    wave.plot(np.arange(0, waveform.size, step) / rate, waveform[::step], linewidth=0.4, color="black")
+    wave.set_ylabel("waveform")
+    if spectrogram:
+        axes[2].specgram(waveform, NFFT=512, Fs=rate, noverlap=256, cmap="magma")
+        axes[2].set_ylabel("Hz")
+    for start, label in segments:
+        for axis in axes:
+            axis.axvline(start, color="tab:red", linewidth=0.8, alpha=0.7)
+        curves.text(start, curves.get_ylim()[0], f" {label}", fontsize=7, va="bottom", color="tab:red")
+    axes[-1].set_xlabel("time (s)")
+    figure.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png)
+    plt.close(figure)
+    return png
+
+
+def plot_histograms(plot_dir: Path, rows: list[dict[str, Any]], names: Sequence[str]) -> list[Path]:
+    """One histogram PNG per score (`hist_<name>.png`) over the rows that have it."""
+    from ..vocabulary import display_name
+
+    plt = agg_pyplot()
+    paths = []
+    for name in names:
+        values = np.array([v for v in (to_float(row.get(name)) for row in rows) if v is not None and math.isfinite(v)])
+        figure, axis = plt.subplots(figsize=(5, 3.5), dpi=90)
+        if values.size:
+            axis.hist(values, bins=int(np.clip(np.sqrt(values.size), 5, 50)), color="tab:blue", alpha=0.8)
+        stats = f"n={values.size}" + (f", mean {values.mean():.3f}, sd {values.std():.3f}" if values.size else "")
+        axis.set_title(f"{display_name(name)} ({stats})", fontsize=9)
+        axis.set_xlabel(display_name(name))
+        axis.set_ylabel("files")
+        figure.tight_layout()
+        path = plot_dir / f"hist_{name}.png"
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output: partial files (JSON lines, appended and flushed), the atomic final table, resuming
+
+
+def partial_path(output: Path, rank: int = 0, world: int = 1) -> Path:
+    suffix = ".partial" if world == 1 else f".partial-{rank}-of-{world}"
+    return output.with_name(output.name + suffix)
+
+
+def partial_paths(output: Path) -> list[Path]:
+    """Every partial file of `output`, from this run or an earlier one with another process count."""
+    return sorted(output.parent.glob(glob.escape(output.name) + ".partial*"))
+
+
+def done_marker(output: Path, rank: int, world: int) -> Path:
+    return output.with_name(f"{output.name}.done-{rank}-of-{world}")
+
+
+def drop_torn_tail(path: Path) -> int:
+    """Cut a partial file after its last complete line (a killed run may have left half a row); bytes removed."""
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            handle.seek(start)
+            block = handle.read(end - start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        else:
+            keep = 0
+        if keep < size:
+            handle.truncate(keep)
+        return size - keep
+
+
+class PartialWriter:
+    """Appends rows to a partial file as JSON lines, flushed and fsynced per batch."""
+
+    def __init__(self, path: Path):
+        drop_torn_tail(path)
+        self.handle = open(path, "a", encoding="utf-8")
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        self.handle.write("".join(json.dumps(row) + "\n" for row in rows))
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def merge_outputs(output: Path, order: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """OUT's earlier rows plus every partial file, one row per path, in input order -> OUT (atomic).
+
+    A partial row replaces OUT's row for its path, unless it has an error and the row it would replace has none.
+
+    Rows of paths that are not among the current inputs (from an earlier run on other inputs) are kept, after the
+    others. The partial files are removed once OUT is written.
+    """
+    by_path: dict[str, dict[str, Any]] = {}
+    if output.exists():
+        by_path.update((row["path"], row) for row in read_table(output, required="path"))
+    partials = partial_paths(output)
+    for partial in partials:
+        for row in read_jsonl(partial, required="path"):
+            kept = by_path.get(row["path"])
+            if kept is None or not row.get(ERROR_COLUMN) or kept.get(ERROR_COLUMN):  # a score beats an error
+                by_path[row["path"]] = row
+    position = {path: index for index, path in enumerate(order)}
+    rows = sorted(by_path.values(), key=lambda row: position.get(row["path"], len(position)))
+    extra = [c for c in columns_of(rows) if c not in columns]
+    write_table(output, rows, [*columns, *extra])
+    for partial in partials:
+        partial.unlink()
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command
+
+
+def parse_args(argv: list[str] | None = None, prog: str | None = "mtqnet score") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders, globs or manifests")
+    parser.add_argument("--model", required=True, help="a saved MTQ-Net folder or a Hub repo id")
+    parser.add_argument("--output", required=True, help="OUT.csv, OUT.tsv or OUT.jsonl")
+    parser.add_argument("--extensions", default=",".join(AUDIO_EXTENSIONS), metavar="EXT,EXT,...",
+                        help="audio extensions searched for in folders and globs, comma-separated, case-insensitive "
+                             "(default: %(default)s)")
+    parser.add_argument("--audio_column", default=AUDIO_COLUMN, help="manifest column with the audio paths")
+    parser.add_argument("--batch_size", type=int, default=8, help="files (or windows) per model call")
+    parser.add_argument("--num_workers", type=int, default=2, help="decoding worker processes (0: in this process)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the process's device)")
+    parser.add_argument("--chunk_length_s", type=float, default=10.0,
+                        help="files longer than this are scored in windows, reported in `chunks` (0: never)")
+    parser.add_argument("--stride_length_s", type=float, default=None,
+                        help="overlap between windows (default: a sixth of --chunk_length_s)")
+    parser.add_argument("--plot_dir", default=None, help="write a frame-curve PNG per file and score histograms")
+    parser.add_argument("--retry_errors", action="store_true", help="on resume, re-score files that had an error")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if Path(args.output).suffix.lower() not in TABLE_SUFFIXES:
+        parser.error(f"--output must end with one of {', '.join(TABLE_SUFFIXES)}")
+    if args.batch_size < 1 or args.num_workers < 0:
+        parser.error("--batch_size must be at least 1 and --num_workers at least 0")
+    if args.chunk_length_s < 0:
+        parser.error("--chunk_length_s must be positive (or 0 for no windows)")
+    if args.stride_length_s is not None and args.chunk_length_s and not 0 <= args.stride_length_s < args.chunk_length_s:
+        parser.error("--stride_length_s must be at least 0 and less than --chunk_length_s")
+    return args
+
+
+def score_corpus(args: argparse.Namespace) -> Path:
+    """Run the command in this process (one of several under a launcher); returns OUT."""
+    from tqdm.auto import tqdm
+
+    state = ProcessState(cpu=args.device == "cpu")
+    prefix = f"[mtqnet-score {state.rank}/{state.world}] " if state.world > 1 else "[mtqnet-score] "
+
+    def log(message: str) -> None:
+        tqdm.write(prefix + message, file=sys.stderr)
+
+    output = Path(args.output).absolute()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    config = _load_config(args.model)
+    if args.chunk_length_s and config.max_duration_s and args.chunk_length_s > config.max_duration_s:
+        raise SystemExit(f"--chunk_length_s {args.chunk_length_s} exceeds the model's max_duration_s "
+                         f"{config.max_duration_s}")
+    paths = collect_inputs(args.inputs, [args.extensions], args.audio_column, log if state.is_main else _quiet)
+    if not paths:
+        raise SystemExit(f"No audio found in {args.inputs} (extensions: {args.extensions})")
+
+    # Resume: files already in OUT or in any partial file (rows complete; a torn last line is ignored).
+    earlier = read_table(output, required="path") if output.exists() else []
+    sources = ([output] if earlier else []) + partial_paths(output)
+    earlier += [row for partial in partial_paths(output) for row in read_jsonl(partial, required="path")]
+    done = {row["path"] for row in earlier if not (args.retry_errors and row.get(ERROR_COLUMN))}
+    if state.is_main:
+        for marker in output.parent.glob(glob.escape(output.name) + ".done-*"):
+            marker.unlink()
+        skipped = [path for path in paths if path in done]
+        if skipped:
+            listed = ", ".join(skipped[:20]) + (f", ... and {len(skipped) - 20} more" if len(skipped) > 20 else "")
+            log(f"resuming: {len(skipped)} of {len(paths)} file(s) already scored in "
+                f"{', '.join(p.name for p in sources)}: skipping {listed}")
+    state.barrier()  # stale markers are gone before anyone writes a new one
+
+    mine = [path for index, path in enumerate(paths) if index % state.world == state.rank and path not in done]
+    device = torch.device(args.device) if args.device else state.device
+    config_names = list(config.target_names)
+    columns = [*FILE_COLUMNS, *config_names, CHUNKS_COLUMN, ERROR_COLUMN]
+    plot_dir = Path(args.plot_dir) if args.plot_dir else None
+    counts = {"scored": 0, "errors": 0}
+    if mine:
+        model, extractor = load_model(args.model, device)
+        scorer = CorpusScorer(model, extractor, device, args.batch_size, args.chunk_length_s or None,
+                              args.stride_length_s)
+        log(f"scoring {len(mine)} file(s) on {device} with {args.num_workers} decoding worker(s)")
+        loader = decode_loader(mine, extractor, args.batch_size, args.num_workers, bool(args.chunk_length_s))
+        writer = PartialWriter(partial_path(output, state.rank, state.world))
+        bar = tqdm(total=len(mine), unit="file", desc=f"scoring {state.rank}" if state.world > 1 else "scoring",
+                   position=state.rank, disable=args.no_progress, dynamic_ncols=True)
+        try:
+            for batch in loader:
+                rows = scorer.score_batch(batch, plot_dir)
+                writer.write(rows)
+                errors = sum(bool(row[ERROR_COLUMN]) for row in rows)
+                counts["errors"] += errors
+                counts["scored"] += len(rows) - errors
+                bar.update(len(rows))
+                bar.set_postfix(errors=counts["errors"], refresh=False)
+        finally:
+            bar.close()
+            writer.close()
+    marker = done_marker(output, state.rank, state.world)
+    marker.with_name(marker.name + ".tmp").write_text(json.dumps(counts))
+    os.replace(marker.with_name(marker.name + ".tmp"), marker)  # whole, so the main process never reads half
+    if not state.is_main:
+        return output
+
+    markers = [done_marker(output, rank, state.world) for rank in range(state.world)]
+    wait_for_markers(markers)
+    totals = {key: sum(json.loads(m.read_text())[key] for m in markers) for key in counts}
+    rows = merge_outputs(output, paths, columns)
+    for marker in markers:
+        marker.unlink()
+    if plot_dir is not None:
+        plot_histograms(plot_dir, rows, config_names)
+    log(f"wrote {output}: {len(rows)} row(s); this run scored {totals['scored']} file(s), "
+        f"{totals['errors']} with an error")
+    return output
+
+
+def _load_config(model: str):
+    from ..model.configuration_mtqnet import MTQNetConfig
+
+    return MTQNetConfig.from_pretrained(model)
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def main(argv: list[str] | None = None, prog: str | None = "mtqnet score") -> None:
+    """`mtqnet score` (and its alias `mtqnet-score`); returns None so that the exit status is 0."""
+    score_corpus(parse_args(argv, prog))
+
+
+if __name__ == "__main__":
+    main()

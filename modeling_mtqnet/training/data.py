@@ -1,0 +1,273 @@
+"""Datasets for MTQ-Net training: loading, label checks, audio decoding, splitting, cropping and collation.
+
+Pseudo labels are ordinary extra columns of a `datasets.Dataset`; a missing value (empty cell, None, NaN) becomes NaN
+and masks just its own term of the loss. Everything is checked before the first training step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from ..model.feature_extraction_mtqnet import MTQNetFeatureExtractor
+from ..tables import table_format, to_float
+from ..vocabulary import ERROR_COLUMN, TABLE_SUFFIXES
+
+AUDIO_ID_COLUMN = "audio_id"
+MODEL_COLUMNS = ("input_values", "length", "labels", "pseudo_labels", AUDIO_ID_COLUMN)
+
+
+class DatasetValidationError(ValueError):
+    """A dataset that cannot be trained on as it is; the message says what and where."""
+
+
+def load_speech_dataset(source: str | os.PathLike, audio_column: str, split: str | None = None,
+                        path_columns: Iterable[str] = ()):
+    """Load a CSV/JSONL manifest, an audiofolder, a `save_to_disk` folder, or a Hub dataset with an `Audio` column.
+
+    Manifest paths (the audio column and any `path_columns`, e.g. a clean reference) are relative to the manifest.
+    """
+    import datasets
+
+    source_path = Path(source)
+    if source_path.is_file():
+        if source_path.suffix.lower() not in TABLE_SUFFIXES:
+            raise DatasetValidationError(
+                f"{source}: unknown manifest type; use .csv, .tsv, .jsonl or .json (or a folder / Hub dataset)"
+            )
+        kind = table_format(source_path)
+        builder = "json" if kind == "jsonl" else "csv"
+        kwargs = {"delimiter": "\t"} if kind == "tsv" else {}
+        dataset = datasets.load_dataset(builder, data_files=str(source_path), split="train", **kwargs)
+        base_dir = source_path.resolve().parent
+        for column in [audio_column, *path_columns]:
+            if column in dataset.column_names:
+                dataset = dataset.map(
+                    lambda batch, c=column: {c: [_resolve(base_dir, p) for p in batch[c]]},
+                    batched=True, desc=f"resolving {column}",
+                )
+        return dataset
+    if source_path.is_dir():
+        if (source_path / "dataset_info.json").exists() or (source_path / "dataset_dict.json").exists():
+            dataset = datasets.load_from_disk(str(source_path))
+        else:
+            dataset = datasets.load_dataset("audiofolder", data_dir=str(source_path))
+    elif source_path.suffix.lower() in TABLE_SUFFIXES or os.sep in str(source):
+        raise DatasetValidationError(f"Dataset not found: {source}")
+    else:
+        dataset = datasets.load_dataset(str(source))
+    if isinstance(dataset, datasets.DatasetDict):
+        chosen = split or ("train" if "train" in dataset else next(iter(dataset)))
+        if chosen not in dataset:
+            raise DatasetValidationError(f"{source} has no split {chosen!r}; it has {list(dataset)}")
+        dataset = dataset[chosen]
+    return dataset
+
+
+def _resolve(base_dir: Path, path: Any) -> Any:
+    if path is None or (isinstance(path, float) and math.isnan(path)) or path == "":
+        return path
+    return str(path) if os.path.isabs(str(path)) else str(base_dir / str(path))
+
+
+def check_columns(dataset, needed: Iterable[str], source: str = "dataset") -> None:
+    missing = [column for column in needed if column not in dataset.column_names]
+    if missing:
+        raise DatasetValidationError(
+            f"{source}: column(s) {missing} not found; the columns are {dataset.column_names}"
+        )
+
+
+def label_matrix(dataset, columns: list[str], ranges: dict[str, list[float] | None],
+                 source: str = "dataset") -> np.ndarray:
+    """(rows, len(columns)) float labels with NaN for missing; non-numeric or out-of-range values are errors."""
+    matrix = np.full((len(dataset), len(columns)), np.nan)
+    for k, column in enumerate(columns):
+        bad = []
+        for row, value in enumerate(dataset[column]):
+            number = to_float(value)
+            if number is None:
+                bad.append((row, value))
+            else:
+                matrix[row, k] = number
+        if bad:
+            shown = ", ".join(f"row {row}: {value!r}" for row, value in bad[:5])
+            raise DatasetValidationError(f"{source}: column {column!r} has non-numeric labels ({len(bad)}): {shown}")
+        values = matrix[:, k]
+        if len(values) and np.all(np.isnan(values)):
+            raise DatasetValidationError(f"{source}: column {column!r} has no label at all (every value is missing)")
+        value_range = ranges.get(column)
+        if value_range is not None:
+            outside = np.flatnonzero((values < value_range[0]) | (values > value_range[1]))
+            if outside.size:
+                shown = ", ".join(f"row {row}: {values[row]:g}" for row in outside[:5])
+                raise DatasetValidationError(
+                    f"{source}: column {column!r} has {outside.size} label(s) outside its range {value_range}: {shown}"
+                )
+        if np.any(np.isinf(values)):
+            raise DatasetValidationError(f"{source}: column {column!r} has infinite labels")
+    return matrix
+
+
+@dataclass
+class PreparedDataset:
+    """A dataset ready for the model, and the files that were skipped (path, reason)."""
+
+    dataset: Any
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def prepare_dataset(
+    dataset,
+    feature_extractor: MTQNetFeatureExtractor,
+    audio_column: str,
+    target_columns: list[str],
+    pseudo_label_columns: list[str] | None = None,
+    ranges: dict[str, list[float] | None] | None = None,
+    skip_bad_files: bool = False,
+    num_proc: int | None = None,
+    source: str = "dataset",
+    require_labels: bool = True,
+) -> PreparedDataset:
+    """Check labels, decode audio (soundfile + soxr for path columns, datasets/torchcodec for `Audio` columns) in
+    `map`, and build `input_values`, `length`, `labels`, `pseudo_labels` and `audio_id` columns.
+
+    Raises DatasetValidationError naming every problem, unless `skip_bad_files`, in which case unreadable, missing,
+    too short or otherwise unusable clips are dropped and listed in `skipped`.
+    """
+    import datasets
+
+    pseudo_label_columns = list(pseudo_label_columns or [])
+    ranges = ranges or {}
+    label_columns = list(target_columns) if require_labels else [c for c in target_columns if c in dataset.column_names]
+    check_columns(dataset, [audio_column, *label_columns, *pseudo_label_columns], source)
+    if len(dataset) == 0:
+        raise DatasetValidationError(f"{source} is empty")
+    labels = label_matrix(dataset, label_columns, ranges, source) if label_columns else None
+    pseudo = label_matrix(dataset, pseudo_label_columns, ranges, source) if pseudo_label_columns else None
+
+    is_audio_feature = isinstance(dataset.features[audio_column], datasets.Audio)
+    if is_audio_feature:  # decode ourselves, inside a try, so that one corrupt file is reported, not fatal
+        dataset = dataset.cast_column(audio_column, datasets.Audio(decode=False))
+
+    def decode(example: dict[str, Any], index: int) -> dict[str, Any]:
+        value = example[audio_column]
+        audio_id = _audio_id(value, index)
+        try:
+            if value is None or value == "":
+                raise ValueError("no audio path given")
+            if is_audio_feature:
+                value = datasets.Audio().decode_example(value)
+            waveform = feature_extractor.prepare_waveform(value, name=audio_id)
+            error = ""
+        except Exception as problem:  # noqa: BLE001 - every decoding failure is reported with its file
+            waveform, error = np.zeros(0, np.float32), f"{type(problem).__name__}: {problem}"
+        return {"input_values": waveform, "length": int(waveform.size), AUDIO_ID_COLUMN: audio_id,
+                ERROR_COLUMN: error}
+
+    keep = [c for c in dataset.column_names if c not in MODEL_COLUMNS and c != ERROR_COLUMN]
+    decoded = dataset.map(decode, with_indices=True, remove_columns=keep, num_proc=num_proc,
+                          desc=f"decoding audio ({source})")
+    if labels is not None:
+        decoded = decoded.add_column("labels", labels.tolist())
+    if pseudo is not None:
+        decoded = decoded.add_column("pseudo_labels", pseudo.tolist())
+    errors = decoded[ERROR_COLUMN]
+    bad = [(audio_id, error) for audio_id, error in zip(decoded[AUDIO_ID_COLUMN], errors) if error]
+    if bad and not skip_bad_files:
+        shown = "\n".join(f"  {audio_id}: {error}" for audio_id, error in bad[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise DatasetValidationError(
+            f"{source}: {len(bad)} of {len(decoded)} clip(s) cannot be used (pass --skip_bad_files to skip them):\n"
+            f"{shown}{more}"
+        )
+    if bad:
+        decoded = decoded.filter(lambda error: not error, input_columns=ERROR_COLUMN, desc="dropping bad files")
+        if len(decoded) == 0:
+            raise DatasetValidationError(f"{source}: every clip was unusable, e.g. {bad[0][0]}: {bad[0][1]}")
+    return PreparedDataset(dataset=decoded.remove_columns(ERROR_COLUMN), skipped=bad)
+
+
+def _audio_id(value: Any, index: int) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and value.get("path"):
+        return str(value["path"])
+    return f"row {index}"
+
+
+def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int = 0):
+    """The paper's 90/10 train/validation split, seeded. Returns (train, validation)."""
+    if len(dataset) < 2:
+        raise DatasetValidationError("Need at least 2 clips to split off a validation set; give --validation_file")
+    parts = dataset.train_test_split(test_size=validation_fraction, seed=seed)
+    return parts["train"], parts["test"]
+
+
+class RandomCrop:
+    """A `with_transform` for training sets: crop clips longer than `max_samples` at a random (seeded) offset."""
+
+    def __init__(self, max_samples: int, seed: int = 0):
+        self.max_samples = max_samples
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        cropped = []
+        for values in batch["input_values"]:
+            values = np.asarray(values, dtype=np.float32)
+            if values.size > self.max_samples:
+                start = int(self.rng.integers(0, values.size - self.max_samples + 1))
+                values = values[start : start + self.max_samples]
+            cropped.append(values)
+        batch["input_values"] = cropped
+        batch["length"] = [v.size for v in cropped]
+        return batch
+
+
+@dataclass
+class SpeechQualityCollator:
+    """Pads waveforms (and cached SSL features) to the longest in the batch, builds `attention_mask`, and stacks
+    `labels` / `pseudo_labels` as float tensors with NaN for missing values."""
+
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        waveforms = [torch.as_tensor(np.asarray(f["input_values"], dtype=np.float32)) for f in features]
+        lengths = torch.tensor([w.numel() for w in waveforms])
+        longest = int(lengths.max())
+        if self.pad_to_multiple_of:
+            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_values = torch.zeros(len(waveforms), longest)
+        for row, waveform in enumerate(waveforms):
+            input_values[row, : waveform.numel()] = waveform
+        batch = {
+            "input_values": input_values,
+            "attention_mask": (torch.arange(longest)[None, :] < lengths[:, None]).long(),
+        }
+        for key in ("labels", "pseudo_labels"):
+            if key in features[0] and features[0][key] is not None:
+                batch[key] = torch.tensor(
+                    [[math.nan if v is None else float(v) for v in f[key]] for f in features], dtype=torch.float32
+                )
+        if "ssl_hidden_states" in features[0]:
+            states = [torch.as_tensor(np.asarray(f["ssl_hidden_states"], dtype=np.float32)) for f in features]
+            batch["ssl_hidden_states"] = torch.nn.utils.rnn.pad_sequence(states, batch_first=True)
+        return batch
+
+
+__all__ = [
+    "DatasetValidationError",
+    "load_speech_dataset",
+    "prepare_dataset",
+    "label_matrix",
+    "split_train_validation",
+    "RandomCrop",
+    "SpeechQualityCollator",
+    "PreparedDataset",
+]

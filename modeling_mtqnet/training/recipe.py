@@ -1,0 +1,293 @@
+"""Train MTQ-Net (MPL stage 2) or a MOSA-Net teacher on a manifest, an audiofolder or a datasets folder.
+
+Methods (the paper's four set-ups):
+  scratch  primary labels only, random trunk
+  kt       primary labels only, trunk initialised from --teacher (knowledge transfer)
+  mpl      primary labels + pseudo-label heads trained on --pseudo_label_columns
+  mpl_kt   both
+
+Example (`mtqnet train` and `python train.py` are the same command):
+  mtqnet train --train_file data/train.csv --test_file data/test.csv --output_dir out/mtqnet \\
+      --preset small --method mpl --target_columns s_mos n_mos g_mos --pseudo_label_columns pesq stoi sdi \\
+      --num_train_epochs 30 --per_device_train_batch_size 8 --learning_rate 1e-4 --bf16
+
+A teacher (MOSA-Net) is this command with --method scratch, --target_columns pesq stoi sdi and no pseudo labels.
+Arguments may also come from a .json or .yaml file given as the only argument. Every TrainingArguments option
+(--max_steps, --eval_strategy, --gradient_accumulation_steps, --resume_from_checkpoint, ...) is accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoConfig, EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
+
+from ..model.configuration_mtqnet import PRESETS, MTQNetConfig
+from ..model.feature_extraction_mtqnet import MTQNetFeatureExtractor
+from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
+from ..vocabulary import (
+    AUDIO_COLUMN,
+    METHODS,
+    PRIMARY_TARGETS,
+    PSEUDO_LABEL_METHODS,
+    PSEUDO_LABEL_TARGETS,
+    TEACHER_TRUNK_METHODS,
+)
+from .data import (
+    AUDIO_ID_COLUMN,
+    RandomCrop,
+    SpeechQualityCollator,
+    load_speech_dataset,
+    prepare_dataset,
+    split_train_validation,
+)
+from .features_cache import cache_ssl_features
+from .reporting import results_table, scatter_plots, write_predictions_csv
+from .trainer import MTQNetTrainer, make_compute_metrics
+
+logger = logging.getLogger("mtqnet.train")
+
+
+@dataclass
+class DataArguments:
+    """Where the data is and which columns hold what."""
+
+    train_file: str = field(metadata={"help": "CSV/JSONL manifest, audiofolder, save_to_disk folder or Hub dataset"})
+    validation_file: str | None = field(default=None, metadata={"help": "as train_file; default: 10%% of train"})
+    test_file: str | None = field(default=None, metadata={"help": "as train_file; scored into predictions.csv"})
+    audio_column: str = field(default=AUDIO_COLUMN, metadata={"help": "audio path (relative to the manifest) or Audio"})
+    target_columns: list[str] = field(default_factory=lambda: list(PRIMARY_TARGETS),
+                                      metadata={"help": "primary label columns"})
+    pseudo_label_columns: list[str] = field(default_factory=lambda: list(PSEUDO_LABEL_TARGETS),
+                                            metadata={"help": "pseudo-label columns (methods mpl, mpl_kt)"})
+    validation_split: float = field(default=0.1, metadata={"help": "fraction held out when no validation_file"})
+    max_train_duration_s: float | None = field(default=None,
+                                               metadata={"help": "randomly crop longer training clips (seeded)"})
+    skip_bad_files: bool = field(default=False, metadata={"help": "skip and report unusable clips instead of failing"})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for decoding audio"})
+    cache_ssl_features: bool = field(default=True,
+                                     metadata={"help": "with --freeze_ssl, compute SSL features once and reuse them"})
+
+
+@dataclass
+class ModelArguments:
+    """Which model, which method, which objective."""
+
+    preset: str = field(default="small", metadata={"help": f"model size: {', '.join(PRESETS)}"})
+    method: str = field(default="mpl", metadata={"help": f"training set-up: {', '.join(METHODS)}"})
+    teacher: str | None = field(default=None, metadata={"help": "teacher folder for kt / mpl_kt"})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "continue from a saved MTQ-Net"})
+    ssl_model: str | None = field(default=None, metadata={"help": "SSL encoder: Hub name or local folder; 'none' for "
+                                                              "no SSL branch (default: the preset's)"})
+    freeze_ssl: bool = field(default=False, metadata={"help": "keep the SSL encoder fixed"})
+    ssl_learning_rate: float | None = field(default=None, metadata={"help": "learning rate of a fine-tuned SSL"})
+    ssl_layer: str = field(default="last", metadata={"help": "'last', 'weighted' or a layer index"})
+    fusion_mode: str | None = field(default=None, metadata={"help": "'time' or 'aligned' (default: the preset's)"})
+    loss_type: str = field(default="huber", metadata={"help": "huber, mse or mae"})
+    huber_delta: float = field(default=1.0, metadata={"help": "Huber threshold delta"})
+    alpha: float = field(default=1.0, metadata={"help": "weight of the frame-level loss"})
+    pseudo_label_loss_weight: float = field(default=1.0, metadata={"help": "weight of L_semi"})
+    keep_auxiliary_heads: bool = field(default=False, metadata={"help": "keep pseudo-label heads in the saved model"})
+    early_stopping_patience: int | None = field(default=None, metadata={"help": "evaluations without improvement"})
+
+
+def parse_arguments(argv: list[str] | None = None,
+                    prog: str | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), description=__doc__, prog=prog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--bf16" in argv and "--use_cpu" not in argv and not torch.cuda.is_available():
+        argv += ["--use_cpu", "true"]  # bf16 autocast on a CPU machine (TrainingArguments insists on use_cpu)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(argv[0])
+    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        model_args, data_args, training_args = parser.parse_yaml_file(argv[0])
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
+    if model_args.method not in METHODS:
+        raise ValueError(f"--method must be one of {METHODS}, got {model_args.method!r}")
+    if model_args.method in TEACHER_TRUNK_METHODS and not model_args.teacher:
+        raise ValueError(f"--method {model_args.method} needs --teacher TEACHER_DIR")
+    if model_args.preset not in PRESETS:
+        raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {model_args.preset!r}")
+    # Extra label columns must reach the collator, and evaluation needs to know which inputs are labels.
+    training_args.remove_unused_columns = False
+    training_args.label_names = ["labels", "pseudo_labels"]
+    if training_args.fp16 and not torch.cuda.is_available():
+        raise ValueError("--fp16 needs a GPU; use --bf16 on a CPU")
+    return model_args, data_args, training_args
+
+
+def uses_pseudo_labels(model_args: ModelArguments) -> bool:
+    return model_args.method in PSEUDO_LABEL_METHODS
+
+
+def build_model(model_args: ModelArguments, data_args: DataArguments) -> MTQNetForSpeechQualityAssessment:
+    """The student for the chosen method: targets from the data arguments, trunk from the preset or the teacher."""
+    auxiliary = data_args.pseudo_label_columns if uses_pseudo_labels(model_args) else []
+    objective = {
+        "target_names": data_args.target_columns,
+        "target_activations": None,
+        "target_ranges": None,
+        "auxiliary_target_names": auxiliary,
+        "auxiliary_target_activations": None,
+        "auxiliary_target_ranges": None,
+        "loss_type": model_args.loss_type,
+        "huber_delta": model_args.huber_delta,
+        "frame_loss_weight": model_args.alpha,
+        "pseudo_label_loss_weight": model_args.pseudo_label_loss_weight,
+        "freeze_ssl": model_args.freeze_ssl,
+    }
+    if model_args.model_name_or_path:
+        return MTQNetForSpeechQualityAssessment.from_pretrained(model_args.model_name_or_path)
+    ssl_layer = int(model_args.ssl_layer) if model_args.ssl_layer.lstrip("-").isdigit() else model_args.ssl_layer
+    if model_args.teacher:
+        trunk = MTQNetConfig.from_pretrained(model_args.teacher).to_dict()
+        trunk.pop("id2label", None), trunk.pop("label2id", None), trunk.pop("auto_map", None)
+        config = MTQNetConfig(**{**trunk, **objective, "ssl_layer": trunk.get("ssl_layer", ssl_layer)})
+        model = MTQNetForSpeechQualityAssessment(config)
+        model.load_trunk_from(model_args.teacher)
+        logger.info("Trunk initialised from teacher %s (knowledge transfer)", model_args.teacher)
+        return model
+    overrides = {**objective, "ssl_layer": ssl_layer}
+    if model_args.fusion_mode:
+        overrides["fusion_mode"] = model_args.fusion_mode
+    pretrained_ssl = model_args.ssl_model not in (None, "none")
+    if model_args.ssl_model == "none":
+        overrides["ssl_config"] = None
+    elif pretrained_ssl:
+        overrides["ssl_config"] = AutoConfig.from_pretrained(model_args.ssl_model)
+    model = MTQNetForSpeechQualityAssessment(MTQNetConfig.from_preset(model_args.preset, **overrides))
+    if pretrained_ssl:
+        model.load_ssl_weights(model_args.ssl_model)
+    return model
+
+
+def load_split(source: str, name: str, data_args: DataArguments, extractor: MTQNetFeatureExtractor,
+               config: MTQNetConfig, pseudo_columns: list[str]):
+    ranges = dict(zip(config.target_names, config.target_ranges))
+    ranges.update(zip(config.auxiliary_target_names, config.auxiliary_target_ranges))
+    prepared = prepare_dataset(
+        load_speech_dataset(source, data_args.audio_column),
+        extractor,
+        audio_column=data_args.audio_column,
+        target_columns=data_args.target_columns,
+        pseudo_label_columns=pseudo_columns,
+        ranges=ranges,
+        skip_bad_files=data_args.skip_bad_files,
+        num_proc=data_args.preprocessing_num_workers,
+        source=f"{name} ({source})",
+    )
+    for audio_id, reason in prepared.skipped:
+        logger.warning("Skipped %s: %s", audio_id, reason)
+    if prepared.skipped:
+        logger.warning("%s: skipped %d unusable clip(s), kept %d", name, len(prepared.skipped), len(prepared.dataset))
+    return prepared
+
+
+def load_datasets(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
+                  model: MTQNetForSpeechQualityAssessment, extractor: MTQNetFeatureExtractor):
+    """(train, validation, test or None), checked, decoded, optionally cached (frozen SSL) or cropped (train)."""
+    config = model.config
+    pseudo_columns = data_args.pseudo_label_columns if uses_pseudo_labels(model_args) else []
+    train = load_split(data_args.train_file, "train", data_args, extractor, config, pseudo_columns).dataset
+    if data_args.validation_file:
+        validation = load_split(data_args.validation_file, "validation", data_args, extractor, config,
+                                pseudo_columns).dataset
+    else:
+        train, validation = split_train_validation(train, data_args.validation_split, training_args.seed)
+    test = load_split(data_args.test_file, "test", data_args, extractor, config, []).dataset \
+        if data_args.test_file else None
+    if model.mtqnet.can_cache_ssl_features and data_args.cache_ssl_features:
+        train, validation = cache_ssl_features(train, model), cache_ssl_features(validation, model)
+        test = cache_ssl_features(test, model) if test is not None else None
+        if data_args.max_train_duration_s:
+            logger.warning("Random cropping is off: cached SSL features belong to whole clips")
+    elif data_args.max_train_duration_s:
+        crop = int(data_args.max_train_duration_s * config.sampling_rate)
+        train = train.with_transform(RandomCrop(crop, seed=training_args.seed))
+    return train, validation, test
+
+
+def write_outputs(trainer: MTQNetTrainer, output_dir: Path, method: str, eval_metrics: dict[str, float],
+                  scored_name: str, scored) -> dict[str, float]:
+    """predictions.csv and scatter plots for the scored set, eval_results.json and results.md."""
+    config = trainer.accelerator.unwrap_model(trainer.model).config
+    prediction = trainer.predict(scored, metric_key_prefix=scored_name)
+    results, tables = dict(eval_metrics), {"validation": eval_metrics}
+    if scored_name == "test":
+        results.update(prediction.metrics)
+        tables["test"] = prediction.metrics
+    if not trainer.is_world_process_zero():
+        return results
+    predicted, true = np.asarray(_first(prediction.predictions)), np.asarray(_first(prediction.label_ids))
+    write_predictions_csv(output_dir / "predictions.csv", list(scored[AUDIO_ID_COLUMN]), config.target_names,
+                          predicted, true)
+    scatter_plots(output_dir, config.target_names, predicted, true, prediction.metrics)
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
+    (output_dir / "eval_results.json").write_text(json.dumps(clean, indent=2))
+    systems = {f"{method} ({split})": metrics for split, metrics in tables.items()}
+    table = results_table(systems, config.target_names)
+    title = (f"# MTQ-Net results ({method}, {config.loss_type} delta={config.huber_delta}, "
+             f"alpha={config.frame_loss_weight})\n\nCells: LCC / SRCC / MSE.\n\n")
+    (output_dir / "results.md").write_text(title + table + "\n")
+    logger.info("Results:\n%s", table)
+    return results
+
+
+def _first(value):
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def main(argv: list[str] | None = None, prog: str | None = "mtqnet train") -> dict[str, float]:
+    """`mtqnet train` (and the top-level `train.py`): train one model; returns its evaluation results."""
+    model_args, data_args, training_args = parse_arguments(argv, prog)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    set_seed(training_args.seed)
+
+    model = build_model(model_args, data_args)
+    extractor = MTQNetFeatureExtractor.from_model_config(model.config)
+    train_dataset, eval_dataset, test_dataset = load_datasets(model_args, data_args, training_args, model, extractor)
+    callbacks = [EarlyStoppingCallback(model_args.early_stopping_patience)] if model_args.early_stopping_patience \
+        else []
+    trainer = MTQNetTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=SpeechQualityCollator(),
+        processing_class=extractor,  # saved (and pushed with --push_to_hub) with every checkpoint
+        compute_metrics=make_compute_metrics(model.config.target_names, model.config.auxiliary_target_names),
+        callbacks=callbacks,
+        ssl_learning_rate=model_args.ssl_learning_rate,
+    )
+    logger.info("Method %s, targets %s, pseudo labels %s", model_args.method, model.config.target_names,
+                model.config.auxiliary_target_names)
+    logger.info("Training on %d process(es), %d train / %d validation clips", training_args.world_size,
+                len(train_dataset), len(eval_dataset))
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    eval_metrics = trainer.evaluate()
+    if not model_args.keep_auxiliary_heads:
+        trainer.accelerator.unwrap_model(trainer.model).drop_auxiliary_heads()
+    output_dir = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(output_dir))
+        extractor.save_pretrained(output_dir)
+    # predictions.csv and the scatter plots describe the test set, or the validation set when there is none.
+    scored = ("test", test_dataset) if test_dataset is not None else ("validation", eval_dataset)
+    return write_outputs(trainer, output_dir, model_args.method, eval_metrics, *scored)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Results in the paper's layout: predictions.csv, results.md (LCC / SRCC / MSE per target) and scatter plots."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..tables import write_table
+from ..vocabulary import display_name
+
+METRIC_KEYS = ("lcc", "srcc", "mse")
+
+
+def format_cell(metrics: Mapping[str, float], target: str) -> str:
+    values = [metrics.get(f"{target}_{key}", math.nan) for key in METRIC_KEYS]
+    return " / ".join("n/a" if v is None or math.isnan(v) else f"{v:.3f}" for v in values)
+
+
+def results_table(systems: Mapping[str, Mapping[str, float]], targets: Sequence[str]) -> str:
+    """A markdown table, one row per system, one column per target, cells 'LCC / SRCC / MSE' (the paper's layout).
+
+    `systems` maps a system name to metrics keyed `<target>_lcc`, `<target>_srcc`, `<target>_mse` (an optional
+    `eval_`/`test_` prefix is ignored).
+    """
+    header = "| system | " + " | ".join(display_name(t) for t in targets) + " |"
+    lines = [header, "|---|" + "---|" * len(targets)]
+    for system, metrics in systems.items():
+        metrics = strip_prefix(metrics)
+        lines.append(f"| {system} | " + " | ".join(format_cell(metrics, t) for t in targets) + " |")
+    return "\n".join(lines)
+
+
+def parse_results_table(text: str) -> dict[str, dict[str, float]]:
+    """Read back a table written by `results_table`: {system: {"<target>_lcc": ..., ...}} (display names kept).
+
+    The first table of `text` is read (a results file may hold more than one)."""
+    rows: list[str] = []
+    for line in text.splitlines():
+        if line.strip().startswith("|"):
+            rows.append(line.strip())
+        elif rows:
+            break
+    if len(rows) < 2:
+        raise ValueError("No markdown table found")
+    targets = [cell.strip() for cell in rows[0].strip("|").split("|")][1:]
+    parsed: dict[str, dict[str, float]] = {}
+    for row in rows[2:]:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        values = {}
+        for target, cell in zip(targets, cells[1:]):
+            for key, number in zip(METRIC_KEYS, cell.split("/")):
+                number = number.strip()
+                values[f"{target}_{key}"] = math.nan if number == "n/a" else float(number)
+        parsed[cells[0]] = values
+    return parsed
+
+
+def strip_prefix(metrics: Mapping[str, float]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        for prefix in ("eval_", "test_"):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        out[key] = value
+    return out
+
+
+def write_predictions_csv(path: str | os.PathLike, audio_ids: Sequence[str], targets: Sequence[str],
+                          predicted: np.ndarray, true: np.ndarray | None = None) -> None:
+    """One row per utterance: audio_id, then `<target>` (true, empty if missing) and `<target>_pred` per target."""
+    header = ["audio_id"]
+    for target in targets:
+        header += ([target] if true is not None else []) + [f"{target}_pred"]
+    rows = []
+    for row, audio_id in enumerate(audio_ids):
+        cells = {"audio_id": audio_id}
+        for k, target in enumerate(targets):
+            if true is not None:
+                cells[target] = "" if math.isnan(true[row, k]) else f"{true[row, k]:.6g}"
+            cells[f"{target}_pred"] = f"{predicted[row, k]:.6g}"
+        rows.append(cells)
+    write_table(path, rows, header)
+
+
+def agg_pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (files only; works without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def scatter_plots(output_dir: str | os.PathLike, targets: Sequence[str], predicted: np.ndarray, true: np.ndarray,
+                  metrics: Mapping[str, float] | None = None, prefix: str = "scatter") -> list[Path]:
+    """One predicted-vs-true PNG per target, with the identity line and the metrics in the title."""
+    plt = agg_pyplot()
+    metrics = strip_prefix(metrics or {})
+    paths = []
+    for k, target in enumerate(targets):
+        keep = ~np.isnan(true[:, k])
+        figure, axis = plt.subplots(figsize=(4, 4), dpi=100)
+        axis.scatter(true[keep, k], predicted[keep, k], s=8, alpha=0.6)
+        low = float(np.nanmin([true[keep, k].min(initial=np.inf), predicted[keep, k].min(initial=np.inf)]))
+        high = float(np.nanmax([true[keep, k].max(initial=-np.inf), predicted[keep, k].max(initial=-np.inf)]))
+        if np.isfinite(low) and np.isfinite(high):
+            axis.plot([low, high], [low, high], color="grey", linewidth=1)
+        axis.set_xlabel(f"true {display_name(target)}")
+        axis.set_ylabel(f"predicted {display_name(target)}")
+        axis.set_title(f"{display_name(target)}: LCC/SRCC/MSE {format_cell(metrics, target)}", fontsize=9)
+        figure.tight_layout()
+        path = Path(output_dir) / f"{prefix}_{target}.png"
+        figure.savefig(path)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+__all__ = ["agg_pyplot", "results_table", "parse_results_table", "write_predictions_csv", "scatter_plots", "strip_prefix"]

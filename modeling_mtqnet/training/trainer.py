@@ -1,0 +1,172 @@
+"""MPL stage 2: a `Trainer` for MTQ-Net with the paper's objective, per-component logging and speech-quality metrics."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import EvalPrediction, Trainer
+
+from ..model.modeling_mtqnet import speech_quality_objective
+
+SPEECH_QUALITY_METRIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "speech_quality")
+LABEL_KEYS = ("labels", "pseudo_labels")
+
+
+def load_speech_quality_metric():
+    """The LCC / SRCC / MSE `evaluate` module shipped in this package (loads offline)."""
+    import evaluate
+
+    return evaluate.load(SPEECH_QUALITY_METRIC)
+
+
+def make_compute_metrics(target_names: list[str], auxiliary_target_names: list[str] = ()) -> Callable:
+    """`compute_metrics` for the Trainer: `<target>_lcc`, `<target>_srcc`, `<target>_mse` for every target, primary
+    and auxiliary, plus their means over the primary targets (`lcc`, `srcc`, `mse`)."""
+    metric = load_speech_quality_metric()
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        predictions = _as_tuple(prediction.predictions)
+        references = _as_tuple(prediction.label_ids)
+        results: dict[str, float] = {}
+        for names, predicted, true in zip((target_names, auxiliary_target_names), predictions, references):
+            for k, name in enumerate(names):
+                scores = metric.compute(predictions=np.asarray(predicted)[:, k], references=np.asarray(true)[:, k])
+                results.update({f"{name}_{key}": scores[key] for key in ("lcc", "srcc", "mse")})
+        for key in ("lcc", "srcc", "mse"):
+            values = [results[f"{name}_{key}"] for name in target_names if not math.isnan(results[f"{name}_{key}"])]
+            results[key] = float(np.mean(values)) if values else math.nan
+        return results
+
+    return compute_metrics
+
+
+def _as_tuple(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+class MTQNetTrainer(Trainer):
+    """Trainer for [`MTQNetForSpeechQualityAssessment`].
+
+    - The loss is `speech_quality_objective` (paper eq. 1-3: per target utterance + alpha x frame Huber/MSE/MAE over
+      valid frames; L_superv + w x L_semi; NaN labels masked).
+    - Gradient accumulation: each target's term is normalised by its number of labelled utterances over all
+      micro-batches of the optimiser step, so accumulating k batches of n equals one batch of k x n.
+    - Logs `loss_superv`, `loss_semi` and `loss_<target>` beside `loss`.
+    - `ssl_learning_rate`: a separate learning rate for a fine-tuned SSL encoder (default: the main one).
+    """
+
+    loss_is_scaled_for_ga = True  # compute_loss normalises by counts over the whole accumulation window
+
+    def __init__(self, *args: Any, ssl_learning_rate: float | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.ssl_learning_rate = ssl_learning_rate
+        self._component_sums: dict[str, float] = defaultdict(float)
+        self._component_steps = 0
+
+    # -- loss --------------------------------------------------------------------------------------------------------
+
+    def _target_count(self) -> int:
+        config = self.accelerator.unwrap_model(self.model).config
+        return len(config.target_names) + len(config.auxiliary_target_names)
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
+        """Labelled utterances per target (primary then auxiliary) over the micro-batches of one optimiser step."""
+        if not batch_samples:
+            return None
+        config = self.accelerator.unwrap_model(self.model).config
+        counts = torch.zeros(self._target_count(), dtype=torch.long)
+        sizes = (len(config.target_names), len(config.auxiliary_target_names))
+        for batch in batch_samples:
+            offset = 0
+            for key, size in zip(LABEL_KEYS, sizes):
+                if key in batch and batch[key] is not None:
+                    counts[offset : offset + size] += (~torch.isnan(batch[key].float())).sum(0).cpu()
+                offset += size
+        counts = counts.to(device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            counts = self.accelerator.gather(counts).view(self.args.world_size, -1).sum(0)
+        return counts
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
+        labels = inputs.pop("labels", None)
+        pseudo_labels = inputs.pop("pseudo_labels", None)
+        outputs = model(**inputs)
+        config = self.accelerator.unwrap_model(model).config
+        if not config.auxiliary_target_names:
+            pseudo_labels = None  # e.g. scoring a set that has pseudo-label columns after the heads were dropped
+        if labels is None and pseudo_labels is None:
+            return (None, outputs) if return_outputs else None
+        counts = num_items_in_batch if torch.is_tensor(num_items_in_batch) and num_items_in_batch.dim() == 1 else None
+        loss, components = speech_quality_objective(outputs, labels, pseudo_labels, config, counts=counts)
+        if counts is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients; counts already span all ranks
+        if model.training:
+            for name, value in components.items():
+                self._component_sums[name] += float(value)
+            self._component_steps += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._component_steps:
+            # Each micro-batch's component is normalised by the whole step's counts: their sum is the step's value.
+            steps = max(1, self._component_steps / max(1, self.args.gradient_accumulation_steps))
+            for name, total in self._component_sums.items():
+                logs[name] = round(total / steps, 6)
+            self._component_sums.clear()
+            self._component_steps = 0
+        super().log(logs, start_time)
+
+    # -- evaluation ---------------------------------------------------------------------------------------------------
+
+    def prediction_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ):
+        inputs = self._prepare_inputs(inputs)
+        keys = LABEL_KEYS if self.accelerator.unwrap_model(model).config.auxiliary_target_names else LABEL_KEYS[:1]
+        label_tensors = tuple(inputs[key] for key in keys if inputs.get(key) is not None)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss, outputs = self.compute_loss(model, dict(inputs), return_outputs=True)
+        loss = loss.detach() if loss is not None else None
+        if prediction_loss_only:
+            return loss, None, None
+        predictions = (outputs.logits,) + (
+            (outputs.auxiliary_logits,) if outputs.auxiliary_logits is not None and len(label_tensors) > 1 else ()
+        )
+        return loss, tuple(p.float() for p in predictions), (label_tensors or None)
+
+    # -- optimiser ----------------------------------------------------------------------------------------------------
+
+    def create_optimizer(self, model: nn.Module | None = None):
+        """AdamW (TrainingArguments' choice) with the SSL encoder in its own parameter group when
+        `ssl_learning_rate` is set."""
+        if self.optimizer is not None or self.ssl_learning_rate is None:
+            return super().create_optimizer(model) if model is not None else super().create_optimizer()
+        model = self.model
+        ssl_params = [p for n, p in model.named_parameters() if ".ssl_encoder." in f".{n}" and p.requires_grad]
+        ssl_ids = {id(p) for p in ssl_params}
+        other_params = [p for p in model.parameters() if p.requires_grad and id(p) not in ssl_ids]
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        groups = [{"params": other_params, "weight_decay": self.args.weight_decay}]
+        if ssl_params:
+            groups.append({"params": ssl_params, "weight_decay": self.args.weight_decay, "lr": self.ssl_learning_rate})
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+
+__all__ = ["MTQNetTrainer", "make_compute_metrics", "load_speech_quality_metric", "SPEECH_QUALITY_METRIC"]

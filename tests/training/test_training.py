@@ -1,0 +1,298 @@
+"""MPL stage 2: the Trainer (accumulation, resume, bf16, metrics, SSL cache), train.py's methods, and DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from transformers import EvalPrediction, TrainerCallback, TrainingArguments
+
+from modeling_mtqnet.training import recipe as train
+from modeling_mtqnet import MTQNetConfig, MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+from modeling_mtqnet.training.data import SpeechQualityCollator, load_speech_dataset, prepare_dataset
+from modeling_mtqnet.training.features_cache import cache_ssl_features
+from modeling_mtqnet.training.reporting import parse_results_table
+from modeling_mtqnet.training.trainer import MTQNetTrainer, make_compute_metrics
+from tests.helpers import build_model, write_corpus
+
+REPO = Path(__file__).resolve().parents[2]
+TARGETS = ["s_mos", "n_mos", "g_mos"]
+PSEUDO = ["pesq", "stoi", "sdi"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("training_corpus")
+    return {"train": write_corpus(folder, 16, seed=1), "test": write_corpus(folder, 6, seed=2, name="test.csv")}
+
+
+def prepared(manifest, config, pseudo=True):
+    extractor = MTQNetFeatureExtractor.from_model_config(config)
+    ranges = {**dict(zip(config.target_names, config.target_ranges)),
+              **dict(zip(config.auxiliary_target_names, config.auxiliary_target_ranges))}
+    return prepare_dataset(load_speech_dataset(manifest, "path"), extractor, audio_column="path",
+                           target_columns=TARGETS, pseudo_label_columns=PSEUDO if pseudo else [],
+                           ranges=ranges).dataset
+
+
+def arguments(output_dir, **overrides) -> TrainingArguments:
+    values = dict(output_dir=str(output_dir), per_device_train_batch_size=4, learning_rate=3e-3, max_steps=4,
+                  lr_scheduler_type="constant", report_to="none", save_strategy="no", logging_steps=1, use_cpu=True,
+                  seed=0, data_seed=0, remove_unused_columns=False, label_names=["labels", "pseudo_labels"],
+                  disable_tqdm=True, dataloader_num_workers=0)
+    values.update(overrides)
+    return TrainingArguments(**values)
+
+
+def make_trainer(model, dataset, output_dir, **overrides) -> MTQNetTrainer:
+    return MTQNetTrainer(model=model, args=arguments(output_dir, **overrides), train_dataset=dataset,
+                         eval_dataset=dataset, data_collator=SpeechQualityCollator(),
+                         compute_metrics=make_compute_metrics(model.config.target_names))
+
+
+def run_train(tmp_path, name, *extra, corpus) -> Path:
+    output_dir = tmp_path / name
+    train.main([
+        "--train_file", str(corpus["train"]), "--test_file", str(corpus["test"]), "--output_dir", str(output_dir),
+        "--preset", "tiny", "--ssl_model", "none", "--max_steps", "2", "--per_device_train_batch_size", "4",
+        "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true", "--use_cpu", "true", *extra,
+    ])
+    return output_dir
+
+
+def test_metrics_match_scipy():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(1, 5, size=(20, 3))
+    predicted = true + rng.normal(0, 0.5, size=(20, 3))
+    true[3, 1] = np.nan  # a missing label is left out
+    metrics = make_compute_metrics(TARGETS)(EvalPrediction(predictions=(predicted,), label_ids=(true,)))
+    for k, name in enumerate(TARGETS):
+        keep = ~np.isnan(true[:, k])
+        assert metrics[f"{name}_lcc"] == pytest.approx(stats.pearsonr(predicted[keep, k], true[keep, k])[0])
+        assert metrics[f"{name}_srcc"] == pytest.approx(stats.spearmanr(predicted[keep, k], true[keep, k])[0])
+        assert metrics[f"{name}_mse"] == pytest.approx(np.mean((predicted[keep, k] - true[keep, k]) ** 2))
+    assert metrics["lcc"] == pytest.approx(np.mean([metrics[f"{n}_lcc"] for n in TARGETS]))
+
+
+def test_gradient_accumulation_equals_one_large_batch(corpus, tmp_path):
+    """2 micro-batches of 2 == 1 batch of 4, even when the micro-batches hold different numbers of labels."""
+    config = build_model(ssl_config=None).config
+    dataset = prepared(corpus["train"], config).select(range(4))
+    labels = [list(row) for row in dataset["labels"]]
+    labels[0] = [math.nan, labels[0][1], math.nan]  # uneven label counts across the two micro-batches
+    labels[1] = [math.nan, labels[1][1], labels[1][2]]
+    dataset = dataset.remove_columns("labels").add_column("labels", labels)
+
+    def after_one_step(batch_size, accumulation):
+        model = build_model(seed=0, ssl_config=None, dropout=0.0)
+        trainer = make_trainer(model, dataset, tmp_path / f"ga{accumulation}", per_device_train_batch_size=batch_size,
+                               gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=0.5,
+                               max_grad_norm=0.0)
+        trainer.train()
+        loss = next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
+        return {n: p.detach().clone() for n, p in model.named_parameters()}, loss
+
+    large, large_loss = after_one_step(4, 1)
+    accumulated, accumulated_loss = after_one_step(2, 2)
+    assert accumulated_loss == pytest.approx(large_loss, rel=1e-4)
+    initial = dict(build_model(seed=0, ssl_config=None, dropout=0.0).named_parameters())
+    moved = 0
+    for name, value in large.items():
+        assert torch.allclose(accumulated[name], value, atol=1e-6, rtol=1e-4), name
+        moved += int(not torch.equal(value, initial[name]))
+    assert moved > 10  # the step really changed the weights
+
+
+def test_loss_decreases_and_a_tiny_model_overfits_eight_clips(corpus, tmp_path):
+    config = build_model(ssl_config=None).config
+    dataset = prepared(corpus["train"], config).select(range(8))
+    torch.manual_seed(0)
+    model = MTQNetForSpeechQualityAssessment(
+        MTQNetConfig.from_preset("tiny", ssl_config=None, dropout=0.0, cnn_channels=[4, 8, 8, 8],
+                                 lstm_hidden_size=16, dense_size=16))
+    trainer = make_trainer(model, dataset, tmp_path / "overfit", max_steps=120, per_device_train_batch_size=8,
+                           learning_rate=1e-2, logging_steps=10)
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses[-1] < 0.3 * losses[0]
+    assert after["eval_loss"] < 0.3 * before["eval_loss"]
+    assert after["eval_s_mos_lcc"] > 0.9 and after["eval_mse"] < 0.2, after
+    assert {"loss_superv", "loss_semi", "loss_s_mos", "loss_pesq"} <= set(trainer.state.log_history[0])
+
+
+def test_resume_continues_steps_and_optimizer_state(corpus, tmp_path):
+    config = build_model(ssl_config=None).config
+    dataset = prepared(corpus["train"], config)
+
+    class KillAfterTwoSteps(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                control.should_training_stop = True  # as if the process died right after its step-2 checkpoint
+
+    def trained(resume=None, folder="run", kill=False):
+        model = build_model(seed=0, ssl_config=None, dropout=0.0)
+        trainer = make_trainer(model, dataset, tmp_path / folder, max_steps=4, save_strategy="steps",
+                               save_steps=2, learning_rate=1e-3, lr_scheduler_type="linear")
+        if kill:
+            trainer.add_callback(KillAfterTwoSteps())
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer, model
+
+    straight, straight_model = trained(folder="straight")
+    killed, _ = trained(folder="killed", kill=True)
+    assert killed.state.global_step == 2 and not (tmp_path / "killed" / "checkpoint-4").exists()
+    checkpoint = tmp_path / "killed" / "checkpoint-2"
+    assert (checkpoint / "optimizer.pt").exists() and (checkpoint / "model.safetensors").exists()
+    resumed, resumed_model = trained(resume=str(checkpoint), folder="killed")
+    assert resumed.state.global_step == 4
+    step_counts = {float(state["step"]) for state in resumed.optimizer.state.values()}
+    assert step_counts == {4.0}  # Adam's step count continued from the checkpoint's 2
+    for (name, value), other in zip(straight_model.named_parameters(), resumed_model.parameters()):
+        assert torch.allclose(value, other, atol=1e-5), name
+
+
+def test_bf16_steps_on_cpu(corpus, tmp_path):
+    config = build_model(ssl_config=None).config
+    dataset = prepared(corpus["train"], config).select(range(8))
+    torch.manual_seed(0)
+    model = MTQNetForSpeechQualityAssessment(MTQNetConfig.from_preset("tiny", ssl_config=None, dropout=0.0))
+    trainer = make_trainer(model, dataset, tmp_path / "bf16", bf16=True, max_steps=30, per_device_train_batch_size=8,
+                           learning_rate=1e-2, logging_steps=5)
+    assert trainer.accelerator.mixed_precision == "bf16"
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert all(math.isfinite(loss) for loss in losses) and losses[-1] < losses[0]
+
+
+def test_frozen_ssl_features_are_cached_and_give_the_same_scores(corpus):
+    model = build_model(freeze_ssl=True)
+    dataset = prepared(corpus["train"], model.config).select(range(3))
+    cached = cache_ssl_features(dataset, model)
+    batch = SpeechQualityCollator()([cached[i] for i in range(3)])
+    assert batch["ssl_hidden_states"].shape[-1] == model.config.ssl_config.hidden_size
+    calls = []
+    hook = model.mtqnet.ssl_encoder.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        from_cache = model(**batch).logits
+        assert calls == []  # the encoder did not run
+        without = model(input_values=batch["input_values"], attention_mask=batch["attention_mask"]).logits
+    hook.remove()
+    assert torch.allclose(from_cache, without, atol=1e-5)
+    with pytest.raises(ValueError, match="frozen"):
+        cache_ssl_features(dataset, build_model())
+
+
+def test_ssl_learning_rate_gets_its_own_parameter_group(corpus, tmp_path):
+    model = build_model()
+    dataset = prepared(corpus["train"], model.config).select(range(4))
+    trainer = MTQNetTrainer(model=model, args=arguments(tmp_path / "lr"), train_dataset=dataset,
+                            data_collator=SpeechQualityCollator(), ssl_learning_rate=1e-5)
+    optimizer = trainer.create_optimizer()
+    rates = sorted(group["lr"] for group in optimizer.param_groups)
+    assert rates == [1e-5, 3e-3]
+    ssl_group = next(g for g in optimizer.param_groups if g["lr"] == 1e-5)
+    ssl_ids = {id(p) for p in model.mtqnet.ssl_encoder.parameters() if p.requires_grad}
+    assert {id(p) for p in ssl_group["params"]} == ssl_ids
+
+
+def test_early_stopping_stops_when_the_metric_does_not_improve(corpus, tmp_path):
+    output_dir = run_train(tmp_path, "early", "--method", "scratch", "--max_steps", "40", "--learning_rate", "0",
+                           "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps",
+                           "--save_steps", "1", "--load_best_model_at_end", "true", "--metric_for_best_model", "loss",
+                           "--early_stopping_patience", "2", corpus=corpus)
+    state = json.loads(next(output_dir.glob("checkpoint-*/trainer_state.json")).read_text())
+    assert state["global_step"] <= 4
+
+
+def check_outputs(output_dir: Path, expect_auxiliary: bool = False) -> dict:
+    names = {p.name for p in output_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "eval_results.json", "predictions.csv",
+            "results.md", "scatter_s_mos.png", "modeling_mtqnet.py"} <= names
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    assert {"eval_loss", "eval_s_mos_lcc", "test_g_mos_mse", "test_n_mos_srcc"} <= set(results)
+    table = parse_results_table((output_dir / "results.md").read_text())
+    assert len(table) == 2 and all(set(row) >= {"S-MOS_lcc", "G-MOS_mse"} for row in table.values())
+    with open(output_dir / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and all(math.isfinite(float(r["s_mos_pred"])) for r in rows)
+    config = json.loads((output_dir / "config.json").read_text())
+    assert bool(config["auxiliary_target_names"]) == expect_auxiliary
+    return results
+
+
+def test_methods_end_to_end(corpus, tmp_path):
+    """The paper's four set-ups: scratch, MPL, and a teacher for KT and MPL+KT."""
+    check_outputs(run_train(tmp_path, "scratch", "--method", "scratch", corpus=corpus))
+    check_outputs(run_train(tmp_path, "mpl", "--method", "mpl", "--keep_auxiliary_heads", "true", corpus=corpus),
+                  expect_auxiliary=True)
+    teacher = run_train(tmp_path, "teacher", "--method", "scratch", "--target_columns", "pesq", "stoi", "sdi",
+                        "--max_steps", "3", corpus=corpus)
+    assert json.loads((teacher / "config.json").read_text())["target_names"] == ["pesq", "stoi", "sdi"]
+    kt = run_train(tmp_path, "kt", "--method", "kt", "--teacher", str(teacher), "--learning_rate", "0",
+                   corpus=corpus)
+    check_outputs(kt)
+    student = MTQNetForSpeechQualityAssessment.from_pretrained(kt)
+    teacher_model = MTQNetForSpeechQualityAssessment.from_pretrained(teacher)
+    assert student.config.target_names == TARGETS
+    for name, value in teacher_model.mtqnet.state_dict().items():  # lr 0: the trunk is exactly the teacher's
+        assert torch.equal(student.mtqnet.state_dict()[name], value), name
+    check_outputs(run_train(tmp_path, "mpl_kt", "--method", "mpl_kt", "--teacher", str(teacher), corpus=corpus))
+
+
+def test_train_with_frozen_ssl_uses_the_cache(corpus, tmp_path):
+    output_dir = tmp_path / "frozen"
+    train.main(["--train_file", str(corpus["train"]), "--output_dir", str(output_dir), "--preset", "tiny",
+                "--freeze_ssl", "true", "--max_steps", "2", "--report_to", "none", "--use_cpu", "true",
+                "--disable_tqdm", "true", "--save_strategy", "no", "--method", "scratch"])
+    assert MTQNetForSpeechQualityAssessment.from_pretrained(output_dir).config.freeze_ssl
+
+
+def test_arguments_from_a_json_file_and_bad_choices(corpus, tmp_path):
+    config_file = tmp_path / "args.json"
+    config_file.write_text(json.dumps({"train_file": str(corpus["train"]), "output_dir": str(tmp_path / "o"),
+                                       "method": "kt"}))
+    with pytest.raises(ValueError, match="needs --teacher"):
+        train.parse_arguments([str(config_file)])
+    with pytest.raises(ValueError, match="--method must be one of"):
+        train.parse_arguments(["--train_file", "x.csv", "--output_dir", "o", "--method", "semi"])
+    model_args, data_args, training_args = train.parse_arguments(
+        ["--train_file", "x.csv", "--output_dir", "o", "--bf16", "true"])
+    assert training_args.use_cpu == (not torch.cuda.is_available())
+    assert training_args.remove_unused_columns is False and data_args.pseudo_label_columns == PSEUDO
+
+
+def test_help_documents_the_options():
+    completed = subprocess.run([sys.executable, str(REPO / "train.py"), "--help"], capture_output=True, text=True,
+                               cwd=REPO, timeout=120)
+    assert completed.returncode == 0
+    for option in ("--train_file", "--method", "--teacher", "--pseudo_label_columns", "--huber_delta", "--alpha",
+                   "--freeze_ssl", "--ssl_model", "--skip_bad_files", "--max_steps", "--bf16"):
+        assert option in completed.stdout
+
+
+def test_two_process_ddp_on_cpu(corpus, tmp_path):
+    output_dir = tmp_path / "ddp"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         str(REPO / "train.py"), "--train_file", str(corpus["train"]), "--output_dir", str(output_dir),
+         "--preset", "tiny", "--ssl_model", "none", "--method", "mpl", "--max_steps", "2", "--report_to", "none",
+         "--use_cpu", "true", "--save_strategy", "no", "--disable_tqdm", "true", "--ddp_backend", "gloo"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=400,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert (output_dir / "model.safetensors").exists()
+    state = MTQNetForSpeechQualityAssessment.from_pretrained(output_dir)
+    assert state.config.target_names == TARGETS
+    assert "Training on 2 process(es)" in completed.stderr
