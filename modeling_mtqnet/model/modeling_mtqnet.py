@@ -731,6 +731,40 @@ class MTQNetModel(MTQNetPreTrainedModel):
         return self.encode_frames(spectral, sinc, ssl, frame_lengths, ssl_lengths)
 
 
+HEAD_PREFIXES = ("heads.", "auxiliary_heads.")
+
+
+def head_names(weight_names: Any) -> list[str]:
+    """The score heads ("heads.s_mos", "auxiliary_heads.pesq", ...) that some weight names belong to."""
+    found = set()
+    for name in weight_names:
+        for prefix in HEAD_PREFIXES:
+            if name.startswith(prefix):
+                found.add(prefix + name[len(prefix):].split(".", 1)[0])
+    return sorted(found)
+
+
+def check_heads_loaded(loading_info: dict[str, Any], source: Any) -> None:
+    """Refuse a load whose config and saved weights disagree about the score heads (see `from_pretrained`)."""
+    untrained = head_names(loading_info.get("missing_keys") or ())
+    dropped = head_names(loading_info.get("unexpected_keys") or ())
+    mismatched = head_names(key[0] if isinstance(key, (tuple, list)) else key
+                            for key in loading_info.get("mismatched_keys") or ())
+    if untrained or dropped or mismatched:
+        problems = []
+        if untrained:
+            problems.append(f"the config names heads with no saved weights ({', '.join(untrained)}): they would "
+                            "score at random")
+        if dropped:
+            problems.append(f"the weights hold heads the config does not name ({', '.join(dropped)}): they would be "
+                            "dropped")
+        if mismatched:
+            problems.append(f"heads of another size ({', '.join(mismatched)})")
+        raise ValueError(f"{source}: the config's target_names / auxiliary_target_names do not match the saved heads: "
+                         f"{'; '.join(problems)}. Fix config.json, or pass ignore_mismatched_sizes=True to change the "
+                         "heads on purpose (new heads start untrained)")
+
+
 class MTQNetForSpeechQualityAssessment(MTQNetPreTrainedModel):
     """MTQ-Net: the trunk plus one attention head per primary target (S-MOS, N-MOS, G-MOS by default) and, for
     training with pseudo labels, one per auxiliary target (PESQ, STOI, SDI). `logits` are the primary utterance
@@ -744,6 +778,19 @@ class MTQNetForSpeechQualityAssessment(MTQNetPreTrainedModel):
             config.auxiliary_target_names, config.auxiliary_target_activations, config.auxiliary_target_ranges
         )
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any, **kwargs: Any):
+        """`PreTrainedModel.from_pretrained`, strict about the score heads: a folder whose config names heads the
+        weights do not hold (they would be random: a new score on every load), or whose weights hold heads the config
+        does not name (they would be dropped), is refused with a ValueError naming them. To change the heads on
+        purpose, pass `ignore_mismatched_sizes=True` (new heads start untrained; train them before use)."""
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True,
+                                              **kwargs)
+        if not kwargs.get("ignore_mismatched_sizes", False):
+            check_heads_loaded(info, pretrained_model_name_or_path)
+        return (model, info) if want_info else model
 
     def _build_heads(self, names: list[str], activations: list[str], ranges: list) -> nn.ModuleDict:
         return nn.ModuleDict(

@@ -25,6 +25,7 @@ processes: use torchrun (accelerate launch --cpu starts several processes only t
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import glob
 import hashlib
 import json
@@ -54,12 +55,14 @@ LogFunction = Callable[[str], None]
 
 def collect_inputs(inputs: Sequence[str], extensions: Iterable[str] = AUDIO_EXTENSIONS, audio_column: str = AUDIO_COLUMN,
                    log: LogFunction = print) -> list[str]:
-    """Absolute paths of the audio to score, in input order, each once.
+    """Absolute paths of the audio to score, in input order, each real file once.
 
     A folder is searched recursively (sorted) for files whose extension is in `extensions` (case-insensitive); a
     glob's matched folders are searched the same way and its matched files kept when their extension is listed; a
     CSV/TSV/JSONL file is a manifest (`audio_column`, paths relative to it); any other existing file is audio. A
-    path that does not exist is kept, so that its row says so.
+    path that does not exist is kept, so that its row says so. Symbolic links to folders are never followed (by
+    folders and globs alike, so a link loop cannot hang the search), and a file reached under two names (a link to
+    it, a `..` in a path) is scored once, under the first name found.
     """
     suffixes = audio_suffixes(extensions)
     found: list[str] = []
@@ -70,7 +73,7 @@ def collect_inputs(inputs: Sequence[str], extensions: Iterable[str] = AUDIO_EXTE
         elif path.is_file():
             found += _manifest_paths(path, audio_column, log) if path.suffix.lower() in TABLE_SUFFIXES else [item]
         elif glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=True))
+            matches = glob_without_links(item)
             for match in matches:
                 if os.path.isdir(match):
                     found += _walk(Path(match), suffixes)
@@ -81,12 +84,64 @@ def collect_inputs(inputs: Sequence[str], extensions: Iterable[str] = AUDIO_EXTE
         else:
             log(f"warning: {item} does not exist (it gets an error row)")
             found.append(item)
-    return list(dict.fromkeys(os.path.abspath(p) for p in found))
+    unique: dict[str, str] = {}  # real path -> the first name it was found under
+    for name in found:
+        unique.setdefault(os.path.realpath(name), os.path.abspath(name))
+    return list(unique.values())
+
+
+def glob_without_links(pattern: str) -> list[str]:
+    """`glob.glob(pattern, recursive=True)`, sorted, except that symbolic links to folders are never entered: `**`
+    in a tree with a link loop ends, and a linked folder's files are not found a second time under its name.
+    Hidden names match only a pattern part that starts with a dot, as in `glob`."""
+    parts = Path(pattern).parts
+    fixed = 0
+    while fixed < len(parts) and not glob.has_magic(parts[fixed]):
+        fixed += 1
+    base = os.path.join(*parts[:fixed]) if fixed else os.curdir
+    matches: list[str] = []
+
+    def entries(directory: str) -> list[os.DirEntry]:
+        try:
+            with os.scandir(directory) as listing:
+                return sorted(listing, key=lambda entry: entry.name)
+        except OSError:  # unreadable or vanished: glob skips it too
+            return []
+
+    def visit(directory: str, remaining: tuple[str, ...]) -> None:
+        if not remaining:
+            matches.append(directory)
+            return
+        head, rest = remaining[0], remaining[1:]
+        if head == "**":
+            if rest or directory != base:
+                visit(directory, rest)  # `**` as zero folders
+            for entry in entries(directory):
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    visit(entry.path, remaining)  # ... or one folder more (links to folders are not entered)
+                elif not rest:
+                    matches.append(entry.path)
+            return
+        for entry in entries(directory):
+            if entry.name.startswith(".") and not head.startswith("."):
+                continue
+            if not fnmatch.fnmatchcase(entry.name, head):
+                continue
+            if not rest:
+                matches.append(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                visit(entry.path, rest)
+
+    if os.path.isdir(base):
+        visit(base, parts[fixed:])
+    return sorted(dict.fromkeys(os.path.normpath(match) for match in matches))
 
 
 def _walk(folder: Path, suffixes: set[str]) -> list[str]:
     found = []
-    for root, dirs, files in os.walk(folder):
+    for root, dirs, files in os.walk(folder):  # does not enter links to folders (followlinks=False)
         dirs.sort()
         found += [os.path.join(root, name) for name in sorted(files) if Path(name).suffix.lower() in suffixes]
     return found

@@ -97,3 +97,37 @@ def test_old_folder_loads_by_its_own_code_without_the_package(old_folder, tmp_pa
     """
     logits = json.loads(run_without_package(code, cwd=tmp_path).strip().splitlines()[-1])
     np.testing.assert_allclose(logits, expected["logits"], atol=1e-5)
+
+
+# -- heads and config must agree ---------------------------------------------------------------------------------------
+
+
+def edit_config(folder: Path, **changes) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"target_names": ["s_mos", "n_mos", "g_mos", "mos"], "target_activations": ["linear"] * 4,
+      "target_ranges": [[1.0, 5.0]] * 4}, "heads.mos"),  # a head with no saved weights
+    ({"target_names": ["s_mos", "n_mos"], "target_activations": ["linear"] * 2,
+      "target_ranges": [[1.0, 5.0]] * 2}, "heads.g_mos"),  # a saved head the config does not name
+    ({"auxiliary_target_names": [], "auxiliary_target_activations": [], "auxiliary_target_ranges": []},
+     "auxiliary_heads.pesq"),
+])
+def test_heads_that_do_not_match_the_config_are_refused(old_folder, changes, named):
+    edit_config(old_folder, **changes)
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")) as error:
+        MTQNetForSpeechQualityAssessment.from_pretrained(old_folder)
+    assert "ignore_mismatched_sizes=True" in str(error.value)
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")):
+        AutoModel.from_pretrained(old_folder)
+    # Changing heads on purpose goes through the documented switch.
+    model = MTQNetForSpeechQualityAssessment.from_pretrained(old_folder, ignore_mismatched_sizes=True)
+    assert list(model.heads) == model.config.target_names
+
+
+def test_matching_heads_load_with_loading_info(old_folder):
+    model, info = MTQNetForSpeechQualityAssessment.from_pretrained(old_folder, output_loading_info=True)
+    assert isinstance(model, MTQNetForSpeechQualityAssessment) and not info["missing_keys"]

@@ -293,3 +293,48 @@ def test_two_processes_score_each_file_once_as_one_process_does(saved_model_dir,
         if not row["error"]:
             np.testing.assert_allclose(scores_of(row), scores_of(single[name]), atol=1e-5)
     assert sorted(p.name for p in output.parent.iterdir()) == ["scores.csv"]  # partials and markers cleaned up
+
+
+# -- symbolic links: loops never followed, each real file once --------------------------------------------------------
+
+
+def linked_tree(root: Path) -> Path:
+    """root/audio/{a.wav, sub/b.wav} with two link loops (sub/up -> audio, sub/self -> sub), a link to a file and a
+    linked copy of the whole folder (root/mirror -> audio)."""
+    audio = root / "audio"
+    (audio / "sub").mkdir(parents=True)
+    for path in (audio / "a.wav", audio / "sub" / "b.wav"):
+        soundfile.write(path, noisy_tone(0.5, seed=len(path.name)), 16000)
+    os.symlink(audio, audio / "sub" / "up")
+    os.symlink(audio / "sub", audio / "sub" / "self")
+    os.symlink(audio / "a.wav", audio / "a_again.wav")
+    os.symlink(audio, root / "mirror")
+    return audio
+
+
+def test_globs_do_not_follow_folder_links_and_find_each_file_once(tmp_path):
+    audio = linked_tree(tmp_path)
+    found = score.collect_inputs([str(audio / "**" / "*.wav")], log=lambda message: None)
+    assert found == [str(audio / "a.wav"), str(audio / "sub" / "b.wav")]  # a_again.wav is a.wav
+    both = score.collect_inputs([str(audio / "**" / "*.wav"), str(tmp_path / "mirror" / "**" / "*.wav")],
+                                log=lambda message: None)
+    assert both == found
+
+
+def test_folders_do_not_follow_folder_links_and_find_each_file_once(tmp_path):
+    audio = linked_tree(tmp_path)
+    found = score.collect_inputs([str(audio), str(tmp_path / "mirror")], log=lambda message: None)
+    assert found == [str(audio / "a.wav"), str(audio / "sub" / "b.wav")]
+
+
+def test_glob_without_links_agrees_with_glob_on_a_tree_without_links(tmp_path):
+    import glob
+
+    for relative in ("x/1.wav", "x/y/2.WAV", "x/y/z/3.wav", "x/.hidden/4.wav", "x/y/.5.wav", "x/6.flac"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(b"")
+    for pattern in ("x/**/*.wav", "x/*/*.wav", "x/**", "x/y/?.WAV", "x/**/z/*", "x/[xy]/*"):
+        full = str(tmp_path / pattern)
+        assert score.glob_without_links(full) == sorted(glob.glob(full, recursive=True)) or pattern == "x/**", pattern
+    assert set(score.glob_without_links(str(tmp_path / "x/**"))) >= {str(tmp_path / "x/1.wav"),
+                                                                      str(tmp_path / "x/y/z/3.wav")}
