@@ -2,6 +2,8 @@
 
 Importing this package registers the model with the Auto classes (`AutoConfig`, `AutoModel`,
 `AutoModelForAudioClassification`, `AutoFeatureExtractor`) and the `speech-quality-assessment` pipeline task.
+The package is arranged in wings (docs/ARCHITECTURE.md): `model/` (what a saved folder carries), `training/`,
+`labels/`, `corpus/`, `sharing/`, `tools/`, and the `mtqnet` command in `cli.py`.
 """
 
 from transformers import (

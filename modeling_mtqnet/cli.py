@@ -16,8 +16,8 @@ import importlib
 import sys
 from typing import Any, Sequence
 
-# name -> (module whose `main(argv, prog)` runs it, one line for `mtqnet --help`). Modules are imported only when
-# their command runs, so `mtqnet --help` is instant.
+# name -> (module whose `main(argv, prog)` runs it, one line for `mtqnet --help`). A command's module is imported
+# only when it runs, so one command never pays for another's dependencies (DNSMOS, onnx, huggingface_hub uploads).
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("modeling_mtqnet.tools.demo", "the paper's MPL pipeline end to end on a corpus it builds itself"),
     "train": ("modeling_mtqnet.training.recipe", "train MTQ-Net (scratch, kt, mpl, mpl_kt) or a MOSA-Net teacher"),
