@@ -65,21 +65,6 @@ def read_table(path: str | os.PathLike, required: str | None = None) -> list[dic
     return [row for row in rows if required is None or row.get(required)]
 
 
-def read_header(path: str | os.PathLike) -> list[str]:
-    """The column names of a table: a CSV / TSV header, or the keys of a JSON-lines file's first row."""
-    kind = table_format(path)
-    with open(path, newline="", encoding="utf-8") as handle:
-        if kind == "jsonl":
-            for line in handle:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    return []
-                return list(row) if isinstance(row, dict) else []
-            return []
-        return next(csv.reader(handle, delimiter="\t" if kind == "tsv" else ","), [])
-
-
 def csv_cell(value: Any) -> str:
     """A value as a CSV cell: empty for None (and NaN), JSON for lists and dicts, full precision for floats."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -133,5 +118,5 @@ def write_dataset(dataset, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["table_format", "to_float", "read_table", "read_jsonl", "read_header", "csv_cell", "write_table",
+__all__ = ["table_format", "to_float", "read_table", "read_jsonl", "csv_cell", "write_table",
            "columns_of", "write_dataset"]
