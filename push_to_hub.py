@@ -4,7 +4,8 @@
 
 import sys
 
-from modeling_mtqnet.sharing.push import main
+from modeling_mtqnet.cli import run_command
 
 if __name__ == "__main__":
-    sys.exit(main(prog="push_to_hub.py"))
+    debug = sys.argv[1:2] == ["--debug"]
+    sys.exit(run_command("push", sys.argv[2 if debug else 1:], prog="push_to_hub.py", debug=debug))

@@ -65,6 +65,21 @@ def read_table(path: str | os.PathLike, required: str | None = None) -> list[dic
     return [row for row in rows if required is None or row.get(required)]
 
 
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """The column names of a table: a CSV / TSV header, or the keys of a JSON-lines table's first row."""
+    path = Path(path)
+    kind = table_format(path)
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        if kind == "jsonl":
+            line = handle.readline()
+            try:
+                row = json.loads(line) if line.strip() else {}
+            except json.JSONDecodeError:
+                return []
+            return list(row) if isinstance(row, dict) else []
+        return next(csv.reader(handle, delimiter="\t" if kind == "tsv" else ","), [])
+
+
 def csv_cell(value: Any) -> str:
     """A value as a CSV cell: empty for None (and NaN), JSON for lists and dicts, full precision for floats."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -118,5 +133,5 @@ def write_dataset(dataset, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["table_format", "to_float", "read_table", "read_jsonl", "csv_cell", "write_table",
+__all__ = ["table_format", "to_float", "read_table", "read_jsonl", "table_columns", "csv_cell", "write_table",
            "columns_of", "write_dataset"]

@@ -2,7 +2,8 @@
 speech; procedural noises (shaped, power-law, LTASS, average speech spectrum, mains hum); looped segments and
 cross-correlation lag.
 
-Numpy only; imports nothing from the rest of the corpus wing. `CorpusError`, the error every corpus module raises,
+Numpy, and the model wing's active-level measure (`frame_powers`, `active_speech_power`: one definition for the
+corpus's SNRs and the feature extractor's near-silence floor); imports nothing from the rest of the corpus wing. `CorpusError`, the error every corpus module raises,
 lives here because this module is the bottom of their import chain.
 """
 
@@ -13,9 +14,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..model.feature_extraction_mtqnet import ACTIVE_RANGE_DB, active_speech_power, frame_powers
+
 SAMPLING_RATE = 16000
-FRAME_SAMPLES = 320  # 20 ms frames for the active-speech measure
-ACTIVE_RANGE_DB = 40.0  # a frame is active when its power is within this many dB of the loudest frame
+FRAME_SAMPLES = 320  # 20 ms frames for the active-speech measure (the default of `active_speech_power`)
 
 # Long-term average speech spectrum, one-third-octave band levels (dB) for an overall level of 70 dB SPL, speech of
 # male and female talkers combined; approximately Byrne et al. (1994), J. Acoust. Soc. Am. 96(4) 2108-2120.
@@ -30,24 +32,6 @@ class CorpusError(ValueError):
 
 
 # -- measures ------------------------------------------------------------------------------------------------------
-
-
-def frame_powers(signal: np.ndarray, frame: int = FRAME_SAMPLES) -> np.ndarray:
-    """Mean square of each full frame (one frame for a signal shorter than `frame`)."""
-    signal = np.asarray(signal, dtype=np.float64)
-    count = max(1, signal.size // frame)
-    if signal.size < frame:
-        return np.array([np.mean(signal**2)])
-    return np.mean(signal[: count * frame].reshape(count, frame) ** 2, axis=1)
-
-
-def active_speech_power(signal: np.ndarray) -> float:
-    """Mean square over the active 20 ms frames: those whose power is within 40 dB of the loudest frame."""
-    powers = frame_powers(signal)
-    peak = float(powers.max())
-    if peak <= 0.0:
-        return 0.0
-    return float(powers[powers >= peak * 10 ** (-ACTIVE_RANGE_DB / 10)].mean())
 
 
 def speech_power(signal: np.ndarray, snr_mode: str) -> float:

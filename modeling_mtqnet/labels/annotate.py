@@ -25,7 +25,8 @@ import torch
 
 from ..distributed import ProcessState, wait_for_markers
 from ..model.feature_extraction_mtqnet import MTQNetFeatureExtractor, load_audio
-from ..tables import write_dataset
+from ..tables import table_columns, write_dataset
+from ..vocabulary import TABLE_SUFFIXES
 from ..training.data import load_speech_dataset
 from ..vocabulary import AUDIO_COLUMN, ERROR_COLUMN
 from .intrusive import INTRUSIVE_COLUMNS, decodable_audio, intrusive_scores
@@ -178,16 +179,34 @@ def _needed_columns(teacher: Teacher) -> list[str]:
     return [c for c in (getattr(teacher, "audio_column", None), getattr(teacher, "clean_column", None)) if c]
 
 
+def check_output(input_path: str, output: Path, teacher: Teacher, overwrite: bool = False) -> None:
+    """Refuse an output that would cost data: the input itself, or an existing file that is not an earlier output of
+    this teacher (its columns hold the teacher's and `error`) unless `overwrite`."""
+    if os.path.exists(input_path) and os.path.realpath(input_path) == os.path.realpath(output):
+        raise ValueError(f"--output {output} is the input; annotate never writes over its input: give another --output")
+    if not os.path.lexists(output) or overwrite:
+        return
+    if output.suffix.lower() in TABLE_SUFFIXES and output.is_file():
+        if output.stat().st_size == 0 or {*teacher.columns, ERROR_COLUMN} <= set(table_columns(output)):
+            return
+    elif output.is_dir() and (output / "dataset_info.json").exists():
+        return
+    raise ValueError(f"--output {output} exists and is not an earlier output of this teacher (no columns "
+                     f"{[*teacher.columns, ERROR_COLUMN]}); give another --output, or --overwrite to replace it")
+
+
 def annotate_file(input_path: str, output_path: str, teacher: Teacher, shard_size: int = 500, batch_size: int = 8,
                   num_proc: int | None = None, audio_column: str = AUDIO_COLUMN,
                   progress: Callable[[Any], Any] | None = None,
-                  state: ProcessState | None = None) -> Path:
-    """Annotate a manifest / dataset folder into `output_path`, shard by shard (resumable, several processes)."""
+                  state: ProcessState | None = None, overwrite: bool = False) -> Path:
+    """Annotate a manifest / dataset folder into `output_path`, shard by shard (resumable, several processes).
+    An existing output is replaced only when it is an earlier output of this teacher (or with `overwrite`)."""
     import datasets
 
     state = state or ProcessState()
-    dataset = load_speech_dataset(input_path, audio_column, path_columns=_needed_columns(teacher))
     output = Path(output_path)
+    check_output(input_path, output, teacher, overwrite)
+    dataset = load_speech_dataset(input_path, audio_column, path_columns=_needed_columns(teacher))
     shard_dir = output.with_name(output.name + ".shards")
     shard_dir.mkdir(parents=True, exist_ok=True)
     shard_count = max(1, math.ceil(len(dataset) / shard_size))
@@ -219,6 +238,8 @@ def parse_args(argv: list[str] | None = None, prog: str | None = "mtqnet annotat
     parser.add_argument("--num_proc", type=int, default=None, help="worker processes for Dataset.map")
     parser.add_argument("--shard_size", type=int, default=500, help="rows per resumable shard")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the process's device)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an --output that is not an earlier output of this teacher (never done otherwise)")
     return parser.parse_args(argv)
 
 
@@ -230,7 +251,7 @@ def main(argv: list[str] | None = None, prog: str | None = "mtqnet annotate") ->
     teacher = make_teacher(args.teacher, args.audio_column, args.clean_column, args.device or state.device)
     output = annotate_file(args.input, args.output, teacher, args.shard_size, args.batch_size, args.num_proc,
                            args.audio_column, progress=lambda shards: tqdm(shards, desc="shards", unit="shard"),
-                           state=state)
+                           state=state, overwrite=args.overwrite)
     if state.is_main:
         print(f"Wrote {output} with teacher columns {list(teacher.columns)}")
 

@@ -32,6 +32,12 @@ KNOWN_TARGETS: dict[str, tuple[str, list[float] | None]] = {
     "sdi": ("linear", [0.0, 4.0]),
 }
 
+# An SSL encoder's self-attention holds (heads x frames^2) scores; transformers' WavLM on CPU peaks at about 26 bytes
+# per score in float32 inference (measured: 6.5 copies of 4 bytes). One pass of a clip may spend at most this budget on
+# them; the trunk and heads need memory linear in the clip (about 3 MB per second for the `small` preset).
+SSL_ATTENTION_BYTES_PER_SCORE = 26
+ONE_PASS_ATTENTION_BUDGET_BYTES = 2 * 1024**3
+
 # Auto classes written into config.json's `auto_map`, so that a saved folder loads with `trust_remote_code=True`.
 AUTO_MAP = {
     "AutoConfig": "configuration_mtqnet.MTQNetConfig",
@@ -172,8 +178,9 @@ class MTQNetConfig(PreTrainedConfig):
         huber_delta (`float`, defaults to 1.0): Huber threshold (paper: 1.0 best overall, 0.75 best for S-MOS).
         frame_loss_weight (`float`, defaults to 1.0): alpha, the weight of the frame-level term of every target.
         pseudo_label_loss_weight (`float`, defaults to 1.0): weight of L_semi (the auxiliary targets) in the objective.
-        max_duration_s (`float`, defaults to 600.0): longest clip the feature extractor accepts in one piece;
-            longer audio goes through the pipeline's `chunk_length_s`.
+        max_duration_s (`float`, defaults to 600.0): longest clip accepted in one piece; with an SSL encoder the
+            limit is lowered to what its self-attention fits in bounded memory (`one_pass_limit_s`). Longer audio is
+            scored in windows (the pipeline and `mtqnet score` do this by default).
         initializer_range (`float`, defaults to 0.02): std of the normal init of linear layers.
     """
 
@@ -280,6 +287,19 @@ class MTQNetConfig(PreTrainedConfig):
         if self.ssl_config is not None:
             minimum = max(minimum, ssl_frame_geometry(self.ssl_config)[1])
         return minimum
+
+    @property
+    def one_pass_limit_s(self) -> float:
+        """Longest clip (seconds) scored in one pass in bounded memory: `max_duration_s`, lowered for an SSL encoder
+        to the length whose self-attention fits `ONE_PASS_ATTENTION_BUDGET_BYTES` (WavLM-base: 52 s). Without an
+        SSL encoder every layer's memory grows linearly with the clip."""
+        limit = float(self.max_duration_s)
+        if self.ssl_config is not None:
+            stride = ssl_frame_geometry(self.ssl_config)[0]
+            heads = int(getattr(self.ssl_config, "num_attention_heads", 1) or 1)
+            frames = math.sqrt(ONE_PASS_ATTENTION_BUDGET_BYTES / (SSL_ATTENTION_BYTES_PER_SCORE * heads))
+            limit = min(limit, math.floor(frames * stride / self.sampling_rate))
+        return limit
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "MTQNetConfig":

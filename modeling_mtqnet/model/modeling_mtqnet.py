@@ -354,7 +354,8 @@ class AttentionScoreHead(nn.Module):
     """One target: multiplicative self-attention over frames, a per-frame score, average over valid frames.
 
     e_tt' = x_t^T W x_t' + b, a = softmax_t'(e) over valid t', c_t = sum_t' a_tt' x_t'; frame score = Dense(1)(c_t)
-    through the target's activation; utterance score = mean of frame scores over valid frames.
+    through the target's activation; utterance score = mean of frame scores over valid frames. Computed with
+    `scaled_dot_product_attention`, in memory linear in the number of frames.
     """
 
     def __init__(self, hidden_size: int, activation: str, value_range: list[float] | None):
@@ -366,9 +367,14 @@ class AttentionScoreHead(nn.Module):
         self.value_range = value_range
 
     def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        energies = self.attention_weight(hidden) @ hidden.transpose(1, 2) + self.attention_bias
-        energies = energies.masked_fill(~frame_mask[:, None, :], torch.finfo(energies.dtype).min)
-        context = torch.softmax(energies.float(), dim=-1).to(hidden.dtype) @ hidden
+        # softmax_t'(x_t^T W x_t' + b) x_t' is scaled dot-product attention with query W x_t, key and value x_t' and
+        # scale 1 (the bias b shifts every energy of a row alike, which softmax ignores; it stays a parameter so that
+        # checkpoints keep their keys). SDPA never materialises the T x T energies: memory grows linearly with the
+        # clip. Float32 throughout, as the softmax always was.
+        query = self.attention_weight(hidden).float()[:, None]
+        keys = hidden.float()[:, None]
+        context = F.scaled_dot_product_attention(query, keys, keys, attn_mask=frame_mask[:, None, None, :],
+                                                 scale=1.0)[:, 0].to(hidden.dtype)
         frame_scores = self.score(context).squeeze(-1).float()
         if self.activation == "sigmoid":
             low, high = self.value_range
@@ -720,6 +726,13 @@ class MTQNetModel(MTQNetPreTrainedModel):
         if int(lengths.min()) < self.config.min_input_samples:
             raise ValueError(
                 f"A clip has {int(lengths.min())} samples; at least {self.config.min_input_samples} are needed"
+            )
+        limit_s = self.config.one_pass_limit_s
+        if int(lengths.max()) > limit_s * self.config.sampling_rate:
+            raise ValueError(
+                f"A clip of {int(lengths.max()) / self.config.sampling_rate:.2f} s is longer than this model scores "
+                f"in one pass in bounded memory ({limit_s:g} s, config.one_pass_limit_s); score it in windows: the "
+                "speech-quality-assessment pipeline and `mtqnet score` window long audio by default"
             )
         waveforms = (input_values * attention_mask.to(input_values.dtype))[:, : int(lengths.max())]
         frame_lengths = stft_frame_count(lengths, self.config.hop_length)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from transformers.pipelines.base import ChunkPipeline
 
-from .feature_extraction_mtqnet import check_waveform, load_audio
+from .feature_extraction_mtqnet import AudioScan, active_level_db, load_audio, stream_audio
 
 SECTION_SPECTRAL = 0
+# Without `chunk_length_s`, audio longer than AUTO_CHUNK_ABOVE_S (or than the model's one-pass limit) is scored in
+# windows of AUTO_CHUNK_LENGTH_S: memory then stays that of one window, however long the audio (the result's `chunks`
+# says it was windowed). A file path is also read in blocks, never whole.
+AUTO_CHUNK_ABOVE_S = 30.0
+AUTO_CHUNK_LENGTH_S = 10.0
 
 
 def frame_score_curve(
@@ -35,6 +41,31 @@ def frame_score_curve(
             np.stack([np.interp(grid, times[in_section], scores[in_section, k]) for k in range(scores.shape[1])], -1)
         )
     return grid, np.mean(curves, axis=0)
+
+
+def window_has_signal(samples: np.ndarray, min_level_db: float | None, sampling_rate: int) -> bool:
+    """Whether a window holds something to rate: not all zeros, and (with a floor) an active level above it."""
+    if not np.any(samples):
+        return False
+    return min_level_db is None or active_level_db(samples, sampling_rate) >= min_level_db
+
+
+def stream_windows(path: str | os.PathLike, sampling_rate: int, starts: Sequence[int],
+                   window: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, samples) of each window of a file, reading it block by block (`stream_audio`): at most one window
+    and one block are held, however long the file. `starts` must ascend."""
+    blocks = stream_audio(path, sampling_rate)
+    buffer, offset, exhausted = np.zeros(0, np.float32), 0, False
+    for start in starts:
+        if start > offset:  # nothing before this window is needed again
+            buffer, offset = buffer[min(start - offset, buffer.size):], start
+        while offset + buffer.size < start + window and not exhausted:
+            block = next(blocks, None)
+            if block is None:
+                exhausted = True
+            else:
+                buffer = np.concatenate([buffer, block])
+        yield start, buffer[start - offset : start + window - offset]
 
 
 def window_starts(num_samples: int, window: int, step: int) -> list[int]:
@@ -64,10 +95,18 @@ class SpeechQualityAssessmentPipeline(ChunkPipeline):
     Args (call time):
         chunk_length_s: score long audio in windows of this many seconds, one window (or one batch of windows) in
             memory at a time. The file's score is the mean of the window scores; frame curves are averaged where
-            windows overlap.
+            windows overlap. Default (None): audio longer than 30 s is windowed at 10 s, shorter audio is scored in
+            one pass; 0: always one pass (up to the feature extractor's `max_duration_s`).
         stride_length_s: overlap between consecutive windows, in seconds (default: a sixth of `chunk_length_s`).
         sampling_rate: rate of array inputs.
     """
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any):
+        # A flat list of numbers is one clip (with `sampling_rate=`), not a batch of numbers.
+        if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], (int, float, np.number)) \
+                and not isinstance(inputs[0], bool):
+            inputs = np.asarray(inputs, dtype=np.float32)
+        return super().__call__(inputs, *args, **kwargs)
 
     # Audio only: no tokenizer to look for (looking would prompt about remote code for a saved folder).
     _load_processor = False
@@ -80,14 +119,23 @@ class SpeechQualityAssessmentPipeline(ChunkPipeline):
         sampling_rate: int | None = None, **kwargs: Any,
     ):
         preprocess_params: dict[str, Any] = {"sampling_rate": sampling_rate}
-        if chunk_length_s is not None:
-            if chunk_length_s <= 0:
-                raise ValueError(f"chunk_length_s must be positive, got {chunk_length_s}")
+        if chunk_length_s == 0:
+            preprocess_params["chunk_length_s"] = 0.0
+        elif chunk_length_s is not None:
+            if chunk_length_s < 0:
+                raise ValueError(f"chunk_length_s must be positive (or 0 for one pass), got {chunk_length_s}")
             stride_length_s = chunk_length_s / 6 if stride_length_s is None else stride_length_s
             if not 0 <= stride_length_s < chunk_length_s:
                 raise ValueError(f"stride_length_s must be in [0, chunk_length_s), got {stride_length_s}")
             preprocess_params.update(chunk_length_s=chunk_length_s, stride_length_s=stride_length_s)
         return preprocess_params, {}, {}
+
+    def one_pass_limit_s(self) -> float:
+        """Longest audio scored in one pass: the model's bounded-memory limit, or the feature extractor's if lower."""
+        limit = getattr(self.model.config, "one_pass_limit_s", None) or float("inf")
+        if self.feature_extractor.max_duration_s is not None:
+            limit = min(limit, float(self.feature_extractor.max_duration_s))
+        return limit
 
     def preprocess(
         self, inputs: Any, sampling_rate: int | None = None, chunk_length_s: float | None = None,
@@ -95,26 +143,47 @@ class SpeechQualityAssessmentPipeline(ChunkPipeline):
     ):
         extractor = self.feature_extractor
         rate = extractor.sampling_rate
-        name = inputs if isinstance(inputs, str) else "audio"
-        samples = load_audio(inputs, sampling_rate, rate, name=str(name))
-        if chunk_length_s is None:
-            starts, window = [0], samples.size
+        is_file = isinstance(inputs, (str, os.PathLike))
+        name = os.fspath(inputs) if is_file else "audio"
+        scan = AudioScan(rate)
+        if is_file:  # read twice in blocks (checks and length, then windows) rather than once whole
+            for block in stream_audio(inputs, rate):
+                scan.add(block)
+        else:
+            samples = load_audio(inputs, sampling_rate, rate, name=name)
+            scan.add(samples)
+        limit = self.one_pass_limit_s()
+        if chunk_length_s is None and scan.size > min(AUTO_CHUNK_ABOVE_S, limit) * rate:
+            chunk_length_s = min(AUTO_CHUNK_LENGTH_S, limit)
+            stride_length_s = chunk_length_s / 6
+        if not chunk_length_s:
+            starts, window, max_samples = [0], scan.size, int(limit * rate) if limit != float("inf") else None
         else:
             window = int(round(chunk_length_s * rate))
-            starts = window_starts(samples.size, window, max(1, window - int(round(stride_length_s * rate))))
-        check_waveform(samples, extractor.min_samples, None, name=str(name))
-        # An all-zero window (a pause in a long recording) has nothing to rate: skip it rather than fail the file.
-        starts = [start for start in starts if np.any(samples[start : start + window])]
-        for index, start in enumerate(starts):
-            chunk = samples[start : start + window]
-            features = extractor(chunk, sampling_rate=rate, return_tensors="pt")
-            yield {
-                **features,
-                "is_last": index == len(starts) - 1,
-                "chunk_start": start,
-                "chunk_samples": chunk.size,
-                "total_samples": samples.size,
-            }
+            starts = window_starts(scan.size, window, max(1, window - int(round(stride_length_s * rate))))
+            max_samples = None
+        floor = getattr(extractor, "min_level_db", None)
+        scan.check(extractor.min_samples, max_samples, name=name, min_level_db=floor)
+        windows = stream_windows(inputs, rate, starts, window) if is_file else \
+            ((start, samples[start : start + window]) for start in starts)
+        # A silent window (a pause in a long recording) has nothing to rate: skip it rather than fail the file. The
+        # window before is yielded once the next one is known, so that the last one can say so.
+        pending = None
+        for start, chunk in windows:
+            if not window_has_signal(chunk, floor, rate):
+                continue
+            if pending is not None:
+                yield self._window_inputs(*pending, total=scan.size, is_last=False)
+            pending = (start, chunk)
+        if pending is None:
+            raise ValueError(f"{name}: every window is silent or below the level floor ({floor} dBFS)")
+        yield self._window_inputs(*pending, total=scan.size, is_last=True)
+
+    def _window_inputs(self, start: int, chunk: np.ndarray, total: int, is_last: bool) -> dict[str, Any]:
+        features = self.feature_extractor(chunk, sampling_rate=self.feature_extractor.sampling_rate,
+                                          return_tensors="pt")
+        return {**features, "is_last": is_last, "chunk_start": start, "chunk_samples": chunk.size,
+                "total_samples": total}
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         metadata = {key: model_inputs.pop(key) for key in ("is_last", "chunk_start", "chunk_samples", "total_samples")}

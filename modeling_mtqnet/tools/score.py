@@ -11,8 +11,14 @@ are searched, matched files kept when their extension is listed), or a CSV/TSV/J
 
 Columns: path, duration_s, sampling_rate and channels (of the file as stored), one column per primary score
 (the model's `target_names`, e.g. s_mos n_mos g_mos), chunks (files longer than `--chunk_length_s`: the JSON list of
-per-window scores, whose mean is the file's score) and error (empty when fine; a file that cannot be read or scored
-honestly -- corrupt, empty, silent, NaN, too short -- gets its reason there and the run carries on).
+per-window scores, whose mean is the file's score), error (empty when fine; a file that cannot be read or scored
+honestly -- corrupt, empty, silent or near-silent, NaN, too short -- gets its reason there and the run carries on)
+and warning (what was scored with a caveat: a WAV file cut short is scored as far as it goes).
+
+OUT is never a file this command did not write: an existing OUT must be an earlier output of `mtqnet score` (its
+columns say so), else the command stops before scoring (`--overwrite` replaces it); OUT is never one of the inputs;
+a read-only or unwritable OUT is refused before scoring. If OUT cannot be written at the end, the scored rows stay
+in the partial file(s) and the error says where.
 
 Rows are appended to OUT.partial (JSON lines, flushed per batch); OUT is only ever written whole, to a temporary
 name then renamed, so it never holds a half-written row. A rerun with the same OUT skips the files already in OUT or
@@ -31,7 +37,10 @@ import hashlib
 import json
 import math
 import os
+import stat
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -39,13 +48,24 @@ import numpy as np
 import torch
 
 from ..distributed import ProcessState, wait_for_markers
-from ..model.feature_extraction_mtqnet import MTQNetFeatureExtractor, check_waveform, load_audio, read_audio_file
-from ..tables import columns_of, read_jsonl, read_table, to_float, write_table
+from ..model.feature_extraction_mtqnet import (
+    MTQNetFeatureExtractor,
+    TruncatedAudioWarning,
+    check_waveform,
+    load_audio,
+    read_audio_file,
+)
+from ..tables import columns_of, read_jsonl, read_table, table_columns, to_float, write_table
 from ..training.reporting import agg_pyplot
 from ..vocabulary import AUDIO_COLUMN, AUDIO_EXTENSIONS, ERROR_COLUMN, TABLE_SUFFIXES, audio_suffixes
 
 FILE_COLUMNS = ("path", "duration_s", "sampling_rate", "channels")
 CHUNKS_COLUMN = "chunks"
+WARNING_COLUMN = "warning"
+# Files longer than this (seconds) are read by the pipeline in blocks instead of whole by a decoding worker.
+STREAM_ABOVE_S = 60.0
+# The columns by which a table is recognised as an earlier output of this command (which it may replace).
+OWN_COLUMNS = (*FILE_COLUMNS, CHUNKS_COLUMN, ERROR_COLUMN)
 LogFunction = Callable[[str], None]
 
 
@@ -167,24 +187,60 @@ def _manifest_paths(manifest: Path, audio_column: str, log: LogFunction) -> list
 # Decoding (in DataLoader worker processes)
 
 
-def decode_file(path: str, target_rate: int, min_samples: int,
-                max_samples: int | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
-    """Read one file: (row with path, duration_s, sampling_rate, channels, error; mono waveform at `target_rate`).
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What decoding checks, from the model's feature extractor: rate, shortest clip, longest one-pass clip (None
+    when files are windowed), and the level floor below which a file is near-silent."""
+
+    target_rate: int
+    min_samples: int
+    max_samples: int | None
+    min_level_db: float | None
+    stream_above_s: float | None = None  # longer files go to the pipeline as paths (windowed runs only)
+
+    @classmethod
+    def of(cls, extractor: MTQNetFeatureExtractor, chunked: bool) -> "DecodeSettings":
+        max_samples = None if chunked or extractor.max_duration_s is None else \
+            int(extractor.max_duration_s * extractor.sampling_rate)
+        return cls(extractor.sampling_rate, extractor.min_samples, max_samples,
+                   getattr(extractor, "min_level_db", None), STREAM_ABOVE_S if chunked else None)
+
+
+def decode_file(path: str, settings: DecodeSettings) -> tuple[dict[str, Any], np.ndarray | str | None]:
+    """Read one file: (row with path, duration_s, sampling_rate, channels, error, warning; mono waveform at the
+    model's rate).
 
     The waveform is None, and `error` says why, when the file cannot be scored (missing, undecodable, empty, NaN,
-    too short, too long for one pass, silent).
+    too short, too long for one pass, silent, near-silent). `warning` says what was scored with a caveat (a WAV
+    file cut short: the part that is there). A file longer than `settings.stream_above_s` is not decoded here: its
+    path comes back instead of a waveform, for the pipeline to read in blocks (memory independent of its length).
     """
     row: dict[str, Any] = {"path": path, "duration_s": None, "sampling_rate": None, "channels": None,
-                           ERROR_COLUMN: ""}
+                           ERROR_COLUMN: "", WARNING_COLUMN: ""}
     name = os.path.basename(path)
+    if settings.stream_above_s is not None:
+        import soundfile
+
+        try:
+            info = soundfile.info(path)
+        except Exception:  # noqa: BLE001 - reading it below reports the problem
+            info = None
+        if info is not None and info.frames > settings.stream_above_s * info.samplerate:
+            row.update(duration_s=info.frames / info.samplerate, sampling_rate=info.samplerate, channels=info.channels)
+            return row, path
     try:
-        samples, rate = read_audio_file(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TruncatedAudioWarning)
+            samples, rate = read_audio_file(path)
+        row[WARNING_COLUMN] = "; ".join(str(warning.message) for warning in caught
+                                        if issubclass(warning.category, TruncatedAudioWarning))
         frames = int(samples.shape[0])
         row.update(duration_s=frames / rate, sampling_rate=rate, channels=1 if samples.ndim == 1 else samples.shape[1])
         if frames == 0:
             raise ValueError(f"{name} is empty (0 samples)")
-        waveform = load_audio({"array": samples, "sampling_rate": rate}, None, target_rate, name=name)
-        check_waveform(waveform, min_samples, max_samples, name=name)
+        waveform = load_audio({"array": samples, "sampling_rate": rate}, None, settings.target_rate, name=name)
+        check_waveform(waveform, settings.min_samples, settings.max_samples, name=name,
+                       min_level_db=settings.min_level_db, sampling_rate=settings.target_rate)
     except Exception as problem:  # noqa: BLE001 - reported in the file's row
         row[ERROR_COLUMN] = " ".join(f"{type(problem).__name__}: {problem}".split())
         return row, None
@@ -194,23 +250,22 @@ def decode_file(path: str, target_rate: int, min_samples: int,
 class DecodeDataset(torch.utils.data.Dataset):
     """Paths -> (row, waveform tensor or None), for a DataLoader whose workers do the soundfile / soxr work."""
 
-    def __init__(self, paths: Sequence[str], target_rate: int, min_samples: int, max_samples: int | None):
-        self.paths, self.target_rate, self.min_samples, self.max_samples = list(paths), target_rate, min_samples, \
-            max_samples
+    def __init__(self, paths: Sequence[str], settings: DecodeSettings):
+        self.paths, self.settings = list(paths), settings
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[dict[str, Any], torch.Tensor | None]:
-        row, waveform = decode_file(self.paths[index], self.target_rate, self.min_samples, self.max_samples)
-        return row, None if waveform is None else torch.from_numpy(np.ascontiguousarray(waveform))
+    def __getitem__(self, index: int) -> tuple[dict[str, Any], torch.Tensor | str | None]:
+        row, waveform = decode_file(self.paths[index], self.settings)
+        if waveform is None or isinstance(waveform, str):
+            return row, waveform
+        return row, torch.from_numpy(np.ascontiguousarray(waveform))
 
 
 def decode_loader(paths: Sequence[str], extractor: MTQNetFeatureExtractor, batch_size: int, num_workers: int,
                   chunked: bool) -> torch.utils.data.DataLoader:
-    max_samples = None if chunked or extractor.max_duration_s is None else \
-        int(extractor.max_duration_s * extractor.sampling_rate)
-    dataset = DecodeDataset(paths, extractor.sampling_rate, extractor.min_samples, max_samples)
+    dataset = DecodeDataset(paths, DecodeSettings.of(extractor, chunked))
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=list,
                                        shuffle=False)
 
@@ -228,6 +283,9 @@ def load_model(model: str, device: str | torch.device = "cpu"):
         extractor = MTQNetFeatureExtractor.from_pretrained(model)
     except (OSError, ValueError):
         extractor = MTQNetFeatureExtractor.from_model_config(loaded.config)
+    # A folder saved before the one-pass limit existed says 600 s; the model's bounded-memory limit wins.
+    if extractor.max_duration_s is None or extractor.max_duration_s > loaded.config.one_pass_limit_s:
+        extractor.max_duration_s = loaded.config.one_pass_limit_s
     return loaded, extractor
 
 
@@ -265,18 +323,21 @@ class CorpusScorer:
                 outcomes.append(problem)
         return outcomes
 
-    def _call(self, waveforms: list[np.ndarray]) -> list[dict[str, Any]]:
-        clips = [{"array": waveform, "sampling_rate": self.rate} for waveform in waveforms]
+    def _call(self, waveforms: list[np.ndarray | str]) -> list[dict[str, Any]]:
+        """Score decoded waveforms, and long files by path (the pipeline reads those in blocks)."""
+        clips = [waveform if isinstance(waveform, str) else {"array": waveform, "sampling_rate": self.rate}
+                 for waveform in waveforms]
         return self.pipe(clips, batch_size=self.batch_size, num_workers=0, **self.call_kwargs)
 
-    def score_batch(self, batch: list[tuple[dict[str, Any], torch.Tensor | None]],
+    def score_batch(self, batch: list[tuple[dict[str, Any], torch.Tensor | str | None]],
                     plot_dir: Path | None = None) -> list[dict[str, Any]]:
-        """Rows for one DataLoader batch, in order; scores are None where `error` is set."""
+        """Rows for one DataLoader batch, in order; scores are None where `error` is set. A long file comes as its
+        path (the pipeline reads it in blocks)."""
         rows, waveforms, scored = [], [], []
         for meta, waveform in batch:
             rows.append({**meta, **{name: None for name in self.names}, CHUNKS_COLUMN: None})
             if waveform is not None:
-                waveforms.append(waveform.numpy())
+                waveforms.append(waveform if isinstance(waveform, str) else waveform.numpy())
                 scored.append(len(rows) - 1)
         for index, waveform, result in zip(scored, waveforms, self.results(waveforms)):
             row = rows[index]
@@ -287,6 +348,8 @@ class CorpusScorer:
             row[CHUNKS_COLUMN] = result.get("chunks")
             if plot_dir is not None:
                 try:
+                    if isinstance(waveform, str):  # a long file: read whole only to draw it
+                        waveform = load_audio(waveform, None, self.rate, name=row["path"])
                     plot_frame_curve(plot_dir / plot_name(row["path"]), row["path"], result, waveform, self.rate,
                                      self.names)
                 except Exception as problem:  # noqa: BLE001 - a plot never costs a score
@@ -424,8 +487,47 @@ class PartialWriter:
         self.handle.close()
 
 
-def merge_outputs(output: Path, order: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
-    """OUT's earlier rows plus every partial file, one row per path, in input order -> OUT (atomic).
+def is_own_output(path: Path) -> bool:
+    """Whether `path` is an earlier output of this command (its columns include OWN_COLUMNS), or an empty file."""
+    return path.stat().st_size == 0 or set(OWN_COLUMNS) <= set(table_columns(path))
+
+
+def check_output(output: Path, inputs: Sequence[str], paths: Sequence[str], overwrite: bool) -> bool:
+    """Refuse, before any scoring, an OUT that would cost data: one of the inputs, a file this command did not
+    write (unless `overwrite`), a read-only or unwritable file, or a folder where nothing can be written.
+
+    Returns whether OUT holds earlier rows of this command to resume from."""
+    real = os.path.realpath(output)
+    if real in {os.path.realpath(item) for item in (*inputs, *paths) if os.path.isfile(item)}:
+        raise ValueError(f"--output {output} is one of the inputs; mtqnet score never writes over its inputs: give "
+                         "another --output")
+    own = False
+    if os.path.lexists(output):
+        if not output.is_file():
+            raise ValueError(f"--output {output} exists and is not a file")
+        if not output.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+            raise ValueError(f"--output {output} is read-only; make it writable (chmod u+w) or give another --output")
+        try:
+            open(output, "r+b").close()  # an immutable file (chattr +i) refuses this even for root
+        except OSError as error:
+            raise ValueError(f"--output {output} cannot be written ({error.strerror}); give another --output") from None
+        own = is_own_output(output)
+        if not own and not overwrite:
+            raise ValueError(f"--output {output} exists and is not an earlier `mtqnet score` output (its columns are "
+                             f"{table_columns(output)[:8]}); give another --output, or --overwrite to replace it")
+    probe = output.with_name(f".{output.name}.probe-{os.getpid()}")
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"cannot write in {output.parent} ({error.strerror}); give another --output") from None
+    return own
+
+
+def merge_outputs(output: Path, order: Sequence[str], columns: Sequence[str],
+                  keep_earlier: bool = True) -> list[dict[str, Any]]:
+    """OUT's earlier rows (when `keep_earlier`) plus every partial file, one row per path, in input order -> OUT
+    (atomic).
 
     A partial row replaces OUT's row for its path, unless it has an error and the row it would replace has none.
 
@@ -433,7 +535,7 @@ def merge_outputs(output: Path, order: Sequence[str], columns: Sequence[str]) ->
     others. The partial files are removed once OUT is written.
     """
     by_path: dict[str, dict[str, Any]] = {}
-    if output.exists():
+    if keep_earlier and output.exists():
         by_path.update((row["path"], row) for row in read_table(output, required="path"))
     partials = partial_paths(output)
     for partial in partials:
@@ -473,6 +575,9 @@ def parse_args(argv: list[str] | None = None, prog: str | None = "mtqnet score")
                         help="overlap between windows (default: a sixth of --chunk_length_s)")
     parser.add_argument("--plot_dir", default=None, help="write a frame-curve PNG per file and score histograms")
     parser.add_argument("--retry_errors", action="store_true", help="on resume, re-score files that had an error")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an --output that is not an earlier output of this command (by default such a "
+                             "file is never touched)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if Path(args.output).suffix.lower() not in TABLE_SUFFIXES:
@@ -499,15 +604,16 @@ def score_corpus(args: argparse.Namespace) -> Path:
     output = Path(args.output).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
     config = _load_config(args.model)
-    if args.chunk_length_s and config.max_duration_s and args.chunk_length_s > config.max_duration_s:
-        raise SystemExit(f"--chunk_length_s {args.chunk_length_s} exceeds the model's max_duration_s "
-                         f"{config.max_duration_s}")
+    if args.chunk_length_s and args.chunk_length_s > config.one_pass_limit_s:
+        raise SystemExit(f"--chunk_length_s {args.chunk_length_s} exceeds the {config.one_pass_limit_s:g} s this model "
+                         "scores in one pass in bounded memory (config.one_pass_limit_s)")
     paths = collect_inputs(args.inputs, [args.extensions], args.audio_column, log if state.is_main else _quiet)
     if not paths:
         raise SystemExit(f"No audio found in {args.inputs} (extensions: {args.extensions})")
+    resume_output = check_output(output, args.inputs, paths, args.overwrite)
 
     # Resume: files already in OUT or in any partial file (rows complete; a torn last line is ignored).
-    earlier = read_table(output, required="path") if output.exists() else []
+    earlier = read_table(output, required="path") if resume_output else []
     sources = ([output] if earlier else []) + partial_paths(output)
     earlier += [row for partial in partial_paths(output) for row in read_jsonl(partial, required="path")]
     done = {row["path"] for row in earlier if not (args.retry_errors and row.get(ERROR_COLUMN))}
@@ -524,7 +630,7 @@ def score_corpus(args: argparse.Namespace) -> Path:
     mine = [path for index, path in enumerate(paths) if index % state.world == state.rank and path not in done]
     device = torch.device(args.device) if args.device else state.device
     config_names = list(config.target_names)
-    columns = [*FILE_COLUMNS, *config_names, CHUNKS_COLUMN, ERROR_COLUMN]
+    columns = [*FILE_COLUMNS, *config_names, CHUNKS_COLUMN, ERROR_COLUMN, WARNING_COLUMN]
     plot_dir = Path(args.plot_dir) if args.plot_dir else None
     counts = {"scored": 0, "errors": 0}
     if mine:
@@ -557,7 +663,12 @@ def score_corpus(args: argparse.Namespace) -> Path:
     markers = [done_marker(output, rank, state.world) for rank in range(state.world)]
     wait_for_markers(markers)
     totals = {key: sum(json.loads(m.read_text())[key] for m in markers) for key in counts}
-    rows = merge_outputs(output, paths, columns)
+    try:
+        rows = merge_outputs(output, paths, columns, keep_earlier=resume_output)
+    except OSError as error:
+        kept = ", ".join(str(path) for path in partial_paths(output))
+        raise OSError(f"could not write {output} ({error}); every row scored so far is kept in {kept}: rerun the "
+                      "same command once the output can be written, and they are merged") from error
     for marker in markers:
         marker.unlink()
     if plot_dir is not None:

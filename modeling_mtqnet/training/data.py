@@ -44,7 +44,20 @@ def load_speech_dataset(source: str | os.PathLike, audio_column: str, split: str
         kind = table_format(source_path)
         builder = "json" if kind == "jsonl" else "csv"
         kwargs = {"delimiter": "\t"} if kind == "tsv" else {}
-        dataset = datasets.load_dataset(builder, data_files=str(source_path), split="train", **kwargs)
+        text = source_path.read_text(encoding="utf-8", errors="replace")
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not lines:
+            raise DatasetValidationError(f"{source} is an empty file: a manifest needs a header and one row per clip")
+        if kind != "jsonl" and len(lines) == 1:
+            header = ", ".join(lines[0].split("\t" if kind == "tsv" else ","))
+            raise DatasetValidationError(f"{source} has a header ({header}) but no rows")
+        try:
+            dataset = datasets.load_dataset(builder, data_files=str(source_path), split="train", **kwargs)
+        except Exception as error:  # pandas / pyarrow parse errors, worded for the user
+            reason = " ".join(str(error).split())[:300]
+            raise DatasetValidationError(f"{source} cannot be read as a {kind.upper()} manifest: {reason}") from error
+        if len(dataset) == 0:
+            raise DatasetValidationError(f"{source} has no rows")
         base_dir = source_path.resolve().parent
         for column in [audio_column, *path_columns]:
             if column in dataset.column_names:
@@ -134,9 +147,11 @@ def prepare_dataset(
     num_proc: int | None = None,
     source: str = "dataset",
     require_labels: bool = True,
+    keep_columns: Iterable[str] = (),
 ) -> PreparedDataset:
     """Check labels, decode audio (soundfile + soxr for path columns, datasets/torchcodec for `Audio` columns) in
-    `map`, and build `input_values`, `length`, `labels`, `pseudo_labels` and `audio_id` columns.
+    `map`, and build `input_values`, `length`, `labels`, `pseudo_labels` and `audio_id` columns; `keep_columns`
+    (e.g. a speaker column for a grouped validation split) are kept as they are.
 
     Raises DatasetValidationError naming every problem, unless `skip_bad_files`, in which case unreadable, missing,
     too short or otherwise unusable clips are dropped and listed in `skipped`.
@@ -146,7 +161,8 @@ def prepare_dataset(
     pseudo_label_columns = list(pseudo_label_columns or [])
     ranges = ranges or {}
     label_columns = list(target_columns) if require_labels else [c for c in target_columns if c in dataset.column_names]
-    check_columns(dataset, [audio_column, *label_columns, *pseudo_label_columns], source)
+    keep_columns = [column for column in keep_columns if column != audio_column]
+    check_columns(dataset, [audio_column, *label_columns, *pseudo_label_columns, *keep_columns], source)
     if len(dataset) == 0:
         raise DatasetValidationError(f"{source} is empty")
     labels = label_matrix(dataset, label_columns, ranges, source) if label_columns else None
@@ -171,7 +187,8 @@ def prepare_dataset(
         return {"input_values": waveform, "length": int(waveform.size), AUDIO_ID_COLUMN: audio_id,
                 ERROR_COLUMN: error}
 
-    keep = [c for c in dataset.column_names if c not in MODEL_COLUMNS and c != ERROR_COLUMN]
+    keep = [c for c in dataset.column_names
+            if c not in MODEL_COLUMNS and c != ERROR_COLUMN and c not in keep_columns]
     decoded = dataset.map(decode, with_indices=True, remove_columns=keep, num_proc=num_proc,
                           desc=f"decoding audio ({source})")
     if labels is not None:
@@ -202,12 +219,38 @@ def _audio_id(value: Any, index: int) -> str:
     return f"row {index}"
 
 
-def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int = 0):
-    """The paper's 90/10 train/validation split, seeded. Returns (train, validation)."""
+def duplicate_clips(dataset) -> dict[str, int]:
+    """Clips (audio ids) that appear more than once, with their counts."""
+    counts: dict[str, int] = {}
+    for audio_id in dataset[AUDIO_ID_COLUMN]:
+        counts[audio_id] = counts.get(audio_id, 0) + 1
+    return {audio_id: count for audio_id, count in counts.items() if count > 1}
+
+
+def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int = 0, group_column: str | None = None):
+    """The paper's 90/10 train/validation split, seeded, by group: all rows of a group land on the same side.
+
+    A group is one clip (its `audio_id`: a duplicated row never sits on both sides), or with `group_column` one value
+    of that column (a speaker, a source recording), so that validation holds speakers or recordings never trained on.
+    The validation part holds ceil(fraction x groups) groups (at least one, and one group is always left to train).
+    Returns (train, validation).
+    """
     if len(dataset) < 2:
         raise DatasetValidationError("Need at least 2 clips to split off a validation set; give --validation_file")
-    parts = dataset.train_test_split(test_size=validation_fraction, seed=seed)
-    return parts["train"], parts["test"]
+    column = group_column or AUDIO_ID_COLUMN
+    check_columns(dataset, [column], "the training set")
+    keys = [str(key) for key in dataset[column]]
+    groups = list(dict.fromkeys(keys))
+    if len(groups) < 2:
+        raise DatasetValidationError(f"Need at least 2 distinct values of {column!r} to split off a validation set; "
+                                     "give --validation_file")
+    size = min(len(groups) - 1, max(1, math.ceil(validation_fraction * len(groups))))
+    order = np.random.default_rng(seed).permutation(len(groups))
+    held_out = {groups[index] for index in order[:size]}
+    in_validation = [key in held_out for key in keys]
+    train = dataset.select([row for row, chosen in enumerate(in_validation) if not chosen])
+    validation = dataset.select([row for row, chosen in enumerate(in_validation) if chosen])
+    return train, validation
 
 
 class RandomCrop:
@@ -267,6 +310,7 @@ __all__ = [
     "prepare_dataset",
     "label_matrix",
     "split_train_validation",
+    "duplicate_clips",
     "RandomCrop",
     "SpeechQualityCollator",
     "PreparedDataset",

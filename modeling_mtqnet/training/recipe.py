@@ -48,6 +48,7 @@ from .data import (
     SpeechQualityCollator,
     load_speech_dataset,
     prepare_dataset,
+    duplicate_clips,
     split_train_validation,
 )
 from .features_cache import cache_ssl_features
@@ -70,6 +71,9 @@ class DataArguments:
     pseudo_label_columns: list[str] = field(default_factory=lambda: list(PSEUDO_LABEL_TARGETS),
                                             metadata={"help": "pseudo-label columns (methods mpl, mpl_kt)"})
     validation_split: float = field(default=0.1, metadata={"help": "fraction held out when no validation_file"})
+    group_column: str | None = field(default=None, metadata={
+        "help": "column whose values are held out whole by the validation split, e.g. a speaker or source "
+                "recording (default: the clip, so duplicated rows stay on one side)"})
     max_train_duration_s: float | None = field(default=None,
                                                metadata={"help": "randomly crop longer training clips (seeded)"})
     skip_bad_files: bool = field(default=False, metadata={"help": "skip and report unusable clips instead of failing"})
@@ -173,7 +177,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments) -> MTQNetF
 
 
 def load_split(source: str, name: str, data_args: DataArguments, extractor: MTQNetFeatureExtractor,
-               config: MTQNetConfig, pseudo_columns: list[str]):
+               config: MTQNetConfig, pseudo_columns: list[str], keep_columns: list[str] = ()):
     ranges = dict(zip(config.target_names, config.target_ranges))
     ranges.update(zip(config.auxiliary_target_names, config.auxiliary_target_ranges))
     prepared = prepare_dataset(
@@ -186,11 +190,17 @@ def load_split(source: str, name: str, data_args: DataArguments, extractor: MTQN
         skip_bad_files=data_args.skip_bad_files,
         num_proc=data_args.preprocessing_num_workers,
         source=f"{name} ({source})",
+        keep_columns=keep_columns,
     )
     for audio_id, reason in prepared.skipped:
         logger.warning("Skipped %s: %s", audio_id, reason)
     if prepared.skipped:
         logger.warning("%s: skipped %d unusable clip(s), kept %d", name, len(prepared.skipped), len(prepared.dataset))
+    duplicates = duplicate_clips(prepared.dataset)
+    if duplicates:
+        example, count = next(iter(duplicates.items()))
+        logger.warning("%s: %d clip(s) appear more than once (e.g. %s, %d times): each copy counts in training, and "
+                       "the validation split keeps the copies of a clip together", name, len(duplicates), example, count)
     return prepared
 
 
@@ -199,12 +209,14 @@ def load_datasets(model_args: ModelArguments, data_args: DataArguments, training
     """(train, validation, test or None), checked, decoded, optionally cached (frozen SSL) or cropped (train)."""
     config = model.config
     pseudo_columns = data_args.pseudo_label_columns if uses_pseudo_labels(model_args) else []
-    train = load_split(data_args.train_file, "train", data_args, extractor, config, pseudo_columns).dataset
+    groups = [data_args.group_column] if data_args.group_column and not data_args.validation_file else []
+    train = load_split(data_args.train_file, "train", data_args, extractor, config, pseudo_columns, groups).dataset
     if data_args.validation_file:
         validation = load_split(data_args.validation_file, "validation", data_args, extractor, config,
                                 pseudo_columns).dataset
     else:
-        train, validation = split_train_validation(train, data_args.validation_split, training_args.seed)
+        train, validation = split_train_validation(train, data_args.validation_split, training_args.seed,
+                                                   data_args.group_column)
     test = load_split(data_args.test_file, "test", data_args, extractor, config, []).dataset \
         if data_args.test_file else None
     if model.mtqnet.can_cache_ssl_features and data_args.cache_ssl_features:

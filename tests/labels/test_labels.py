@@ -197,3 +197,28 @@ def test_knowledge_transfer_copies_the_trunk_only():
     other = build_model(cnn_channels=[2, 4, 4, 8])
     with pytest.raises(ValueError, match="does not match"):
         other.load_trunk_from(teacher)
+
+
+def test_annotate_never_overwrites_a_file_it_did_not_write(pairs, tmp_path):
+    arguments = ["--teacher", "intrusive", "--clean_column", "clean_path"]
+    foreign = tmp_path / "notes.csv"
+    foreign.write_text("name,grade\nalice,5\n")
+    with pytest.raises(ValueError, match="not an earlier output of this teacher.*--overwrite"):
+        main(["--input", str(pairs), "--output", str(foreign), *arguments])
+    assert foreign.read_text() == "name,grade\nalice,5\n" and not (tmp_path / "notes.csv.shards").exists()
+    before = pairs.read_text()
+    for extra in ([], ["--overwrite"]):
+        with pytest.raises(ValueError, match="is the input"):
+            main(["--input", str(pairs), "--output", str(pairs), *arguments, *extra])
+    assert pairs.read_text() == before
+    main(["--input", str(pairs), "--output", str(foreign), *arguments, "--overwrite"])  # on purpose
+    assert len(read_rows(foreign)) == 5 and "grade" not in read_rows(foreign)[0]
+
+
+def test_annotating_again_keeps_an_earlier_teachers_error(pairs, tmp_path):
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    main(["--input", str(pairs), "--output", str(first), "--teacher", "intrusive", "--clean_column", "clean_path"])
+    main(["--input", str(first), "--output", str(second), "--teacher", "intrusive", "--clean_column", "clean_path"])
+    rows = read_rows(second)
+    assert "broken.wav" in rows[4][ERROR_COLUMN] and rows[4][ERROR_COLUMN].count("Cannot decode") == 1
+    assert [row[ERROR_COLUMN] for row in rows[:4]] == [""] * 4

@@ -108,3 +108,34 @@ def test_mosa_net_trunk_size():
     without_ssl = sum(p.numel() for p in model.parameters()) - ssl
     assert without_ssl == 1_672_942
     assert 1.6e6 < without_ssl < 1.9e6
+
+
+def test_one_pass_limit_is_bounded_by_the_ssl_encoders_attention():
+    from modeling_mtqnet.model.configuration_mtqnet import (
+        ONE_PASS_ATTENTION_BUDGET_BYTES,
+        SSL_ATTENTION_BYTES_PER_SCORE,
+    )
+
+    assert MTQNetConfig.from_preset("small").one_pass_limit_s == 600.0  # no SSL: memory linear in the clip
+    for preset in ("mosa-net", "tiny"):
+        config = MTQNetConfig.from_preset(preset)
+        limit = config.one_pass_limit_s
+        stride, _ = ssl_frame_geometry(config.ssl_config)
+        frames = limit * config.sampling_rate / stride
+        spent = SSL_ATTENTION_BYTES_PER_SCORE * config.ssl_config.num_attention_heads * frames**2
+        assert 10 <= limit < 600 and spent <= ONE_PASS_ATTENTION_BUDGET_BYTES
+    assert MTQNetConfig.from_preset("mosa-net").one_pass_limit_s == 52
+    assert MTQNetConfig.from_preset("mosa-net", max_duration_s=20).one_pass_limit_s == 20
+
+
+def test_forward_refuses_a_clip_over_the_one_pass_limit():
+    import torch
+
+    from modeling_mtqnet import MTQNetFeatureExtractor
+
+    model = MTQNetForSpeechQualityAssessment(MTQNetConfig.from_preset("tiny", max_duration_s=1.0)).eval()
+    assert MTQNetFeatureExtractor.from_model_config(model.config).max_duration_s == 1.0
+    with torch.no_grad():
+        model(torch.randn(1, 16000) * 0.1)  # at the limit: fine
+        with pytest.raises(ValueError, match=r"longer than this model scores in one pass in bounded memory \(1 s"):
+            model(torch.randn(1, 16001) * 0.1)

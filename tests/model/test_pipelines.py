@@ -107,12 +107,45 @@ def test_long_audio_in_windows(scorer, tiny_model, extractor):
     assert np.all(np.diff(times) > 0) and len(result["frame_scores"]["g_mos"]) == times.size
 
 
-def test_long_audio_without_windows_is_refused_clearly(saved_model_dir):
+def test_audio_over_the_one_pass_limit_is_windowed_unless_one_pass_is_asked_for(saved_model_dir):
     scorer = pipeline("speech-quality-assessment", model=str(saved_model_dir))
     scorer.feature_extractor.max_duration_s = 1.0
-    with pytest.raises(ValueError, match="chunk_length_s"):
-        scorer(noisy_tone(2.0), sampling_rate=16000)
+    windowed = scorer(noisy_tone(2.0), sampling_rate=16000)
+    assert max(chunk["end_s"] - chunk["start_s"] for chunk in windowed["chunks"]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="too long for one pass.*chunk_length_s"):
+        scorer(noisy_tone(2.0), sampling_rate=16000, chunk_length_s=0)
     assert "chunks" in scorer(noisy_tone(2.0), sampling_rate=16000, chunk_length_s=1.0)
+
+
+def test_a_file_is_read_in_blocks_to_the_same_scores(scorer, tmp_path):
+    from modeling_mtqnet.model import feature_extraction_mtqnet
+
+    audio = noisy_tone(7.3, seed=8)
+    path = tmp_path / "long.wav"
+    soundfile.write(path, np.stack([audio, 0.5 * audio], axis=1), 44100)  # stereo at another rate: resampled
+    blocks = []
+    original = feature_extraction_mtqnet.stream_audio
+
+    def small_blocks(source, rate, block_s=10.0):
+        for block in original(source, rate, block_s=0.37):
+            blocks.append(block.size)
+            yield block
+
+    from modeling_mtqnet.model import pipeline_mtqnet
+
+    pipeline_mtqnet.stream_audio, saved = small_blocks, pipeline_mtqnet.stream_audio
+    try:
+        streamed = scorer(str(path), chunk_length_s=2.0)
+    finally:
+        pipeline_mtqnet.stream_audio = saved
+    whole = scorer(feature_extraction_mtqnet.load_audio(str(path), None, 16000), sampling_rate=16000,
+                   chunk_length_s=2.0)
+    # Read twice (checks, then windows), a block at a time: never the whole file.
+    assert len(blocks) == 2 * len(list(original(str(path), 16000, block_s=0.37))) > 10
+    assert max(blocks) <= int(0.37 * 16000) + 64
+    assert [c["start_s"] for c in streamed["chunks"]] == [c["start_s"] for c in whole["chunks"]]
+    for name in NAMES:
+        assert streamed[name] == pytest.approx(whole[name], abs=1e-4)
 
 
 def test_silent_windows_are_skipped_but_a_silent_file_is_an_error(scorer):
@@ -172,3 +205,41 @@ def test_folder_loads_by_its_own_code_without_the_package(saved_model_dir, tiny_
     np.testing.assert_allclose(output["auto"], expected, atol=1e-6)
     np.testing.assert_allclose([output["labelled"][name] for name in NAMES], expected, atol=1e-5)
     np.testing.assert_allclose([output["pipeline"][name] for name in NAMES], expected, atol=1e-5)
+
+
+def test_long_audio_is_windowed_by_default(scorer, monkeypatch):
+    from modeling_mtqnet.model import pipeline_mtqnet
+
+    monkeypatch.setattr(pipeline_mtqnet, "AUTO_CHUNK_ABOVE_S", 3.0)
+    monkeypatch.setattr(pipeline_mtqnet, "AUTO_CHUNK_LENGTH_S", 1.0)
+    calls = []
+    hook = scorer.model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(
+        kwargs["input_values"].shape[1]), with_kwargs=True)
+    try:
+        long = scorer(noisy_tone(4.0, seed=3), sampling_rate=16000)
+        short = scorer(noisy_tone(2.5, seed=3), sampling_rate=16000)
+        forced = scorer(noisy_tone(4.0, seed=3), sampling_rate=16000, chunk_length_s=0)  # one pass on request
+    finally:
+        hook.remove()
+    assert len(long["chunks"]) > 1 and max(calls[: len(long["chunks"])]) == 16000
+    assert "chunks" not in short and "chunks" not in forced and calls[-1] == 64000
+
+
+def test_near_silent_input_is_refused_and_near_silent_windows_skipped(scorer):
+    dither = np.random.default_rng(0).choice(np.array([-1.0, 1.0], np.float32), 16000) / 32768
+    with pytest.raises(ValueError, match="near-silent"):
+        scorer(dither, sampling_rate=16000)
+    one_sample = np.zeros(16000, np.float32)
+    one_sample[100] = 1 / 32768
+    with pytest.raises(ValueError, match="near-silent"):
+        scorer(one_sample, sampling_rate=16000)
+    audio = np.concatenate([noisy_tone(1.0), np.tile(dither, 2), noisy_tone(1.0, seed=2)])
+    result = scorer(audio, sampling_rate=16000, chunk_length_s=1.0, stride_length_s=0.0)
+    assert [c["start_s"] for c in result["chunks"]] == [0.0, 3.0]
+
+
+def test_a_flat_list_of_samples_is_one_clip(scorer):
+    audio = noisy_tone(1.0, seed=6)
+    as_list = scorer(audio.tolist(), sampling_rate=16000)
+    as_array = scorer(audio, sampling_rate=16000)
+    assert as_list["s_mos"] == pytest.approx(as_array["s_mos"], abs=1e-6)

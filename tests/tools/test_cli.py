@@ -74,3 +74,20 @@ def test_console_scripts_and_module_entry_point():
         completed = run([str(BIN / alias), "--help"])
         assert completed.returncode == 0, completed.stderr
         assert completed.stdout.startswith(f"usage: {alias} ") and option in completed.stdout
+
+
+def test_top_level_scripts_print_one_line_errors(tmp_path):
+    """`python train.py` and `python push_to_hub.py` fail as `mtqnet train` / `mtqnet push` do: one line, no
+    traceback, exit 2; `--debug` first shows the traceback."""
+    repo = Path(__file__).resolve().parents[2]
+    manifest = tmp_path / "train.csv"
+    manifest.write_text("path,s_mos\n")
+    arguments = ["--train_file", str(manifest), "--output_dir", str(tmp_path / "out"), "--preset", "tiny"]
+    completed = run([sys.executable, str(repo / "train.py"), *arguments])
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    error = completed.stderr.strip().splitlines()[-1]
+    assert error.startswith("train.py: error: ") and "no rows" in error and "Traceback" not in completed.stderr
+    debug = run([sys.executable, str(repo / "train.py"), "--debug", *arguments])
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    pushed = run([sys.executable, str(repo / "push_to_hub.py"), str(tmp_path / "nowhere"), "me/model", "--dry_run"])
+    assert pushed.returncode == 2 and "Traceback" not in pushed.stderr and "nowhere" in pushed.stderr

@@ -17,6 +17,7 @@ from modeling_mtqnet.training.data import (
     DatasetValidationError,
     RandomCrop,
     SpeechQualityCollator,
+    duplicate_clips,
     load_speech_dataset,
     prepare_dataset,
     split_train_validation,
@@ -225,3 +226,35 @@ def test_collator_pads_and_stacks_labels():
     assert torch.isnan(batch["pseudo_labels"][0, 2]) and batch["labels"].dtype == torch.float32
     padded = SpeechQualityCollator(pad_to_multiple_of=4)(features)
     assert padded["input_values"].shape == (2, 4)
+
+
+def test_duplicated_rows_stay_on_one_side_of_the_split(corpus, extractor, tmp_path):
+    edited = rewrite(corpus, tmp_path, lambda rows: rows + rows[:4])  # four clips listed twice
+    dataset = prepare(load_speech_dataset(edited, "path"), extractor).dataset
+    assert set(duplicate_clips(dataset).values()) == {2} and len(duplicate_clips(dataset)) == 4
+    for seed in range(6):
+        train, validation = split_train_validation(dataset, 0.25, seed=seed)
+        assert set(train["audio_id"]).isdisjoint(validation["audio_id"])
+        assert len(train) + len(validation) == 16
+
+
+def test_group_column_holds_a_speaker_out_of_training(corpus, extractor, tmp_path):
+    def with_speakers(rows):
+        return [{**row, "speaker": f"spk{index % 3}"} for index, row in enumerate(rows)]
+
+    dataset = prepare(load_speech_dataset(rewrite(corpus, tmp_path, with_speakers), "path"), extractor,
+                      keep_columns=["speaker"]).dataset
+    train, validation = split_train_validation(dataset, 0.1, seed=1, group_column="speaker")
+    assert len(set(validation["speaker"])) == 1 and set(train["speaker"]).isdisjoint(validation["speaker"])
+    with pytest.raises(DatasetValidationError, match=r"\['nobody'\] not found"):
+        split_train_validation(dataset, 0.1, group_column="nobody")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is an empty file"), ("\n\n", "is an empty file"), ("path,s_mos\n", "has a header (path, s_mos) but no rows"),
+])
+def test_empty_manifests_get_a_clear_message(tmp_path, content, message):
+    manifest = tmp_path / "train.csv"
+    manifest.write_text(content)
+    with pytest.raises(DatasetValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_speech_dataset(manifest, "path")
