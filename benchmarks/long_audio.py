@@ -17,7 +17,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mtqnet_long_") as tmp:
         work = Path(tmp)
         models = [save_model(work, preset) for preset in args.presets]
-        print(f"| preset | entry point | audio | file size | peak RSS | time | RTF |")
+        print("| preset | entry point | audio | file size | peak RSS | time | RTF |")
         print("|---|---|---|---|---|---|---|")
         for minutes in args.minutes:
             audio = work / f"long_{minutes:g}min.wav"

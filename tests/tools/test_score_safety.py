@@ -15,7 +15,7 @@ import soundfile
 
 from modeling_mtqnet.tools import score
 from tests.helpers import noisy_tone
-from tests.tools.test_score import by_name, read_rows, run_score
+from tests.tools.test_score import by_name, run_score
 
 
 @pytest.fixture()
