@@ -37,6 +37,7 @@ setup(
         "demo": ["datasets>=4.0", "accelerate>=1.0", "evaluate>=0.4", "scipy>=1.10", "tqdm>=4.60", "matplotlib>=3.7",
                  "noisereduce>=3.0", "pyrnnoise>=0.4", "speechmos>=0.0.1", "onnxruntime>=1.16", "librosa>=0.10",
                  "pesq>=0.0.4", "pystoi>=0.3"],
+        "app": ["gradio>=6.0", "matplotlib>=3.7"],  # mtqnet app
         "test": ["pytest>=8", "pytest-timeout>=2", "scipy>=1.10"],
         "dev": ["pytest>=8", "pytest-timeout>=2", "scipy>=1.10", "ruff"],
     },

@@ -3,6 +3,7 @@
     mtqnet demo --output_dir outputs/demo          # the MPL pipeline end to end, offline
     mtqnet score recordings/ --model DIR --output scores.csv
     mtqnet train --train_file train.csv --output_dir out/ --method mpl
+    mtqnet app --model DIR                         # a web app: listen, look, compare
     mtqnet COMMAND --help                          # every option of a command
 
 `python -m modeling_mtqnet ...` is the same command. `mtqnet-score` and `mtqnet-annotate` are kept as aliases of
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tts": ("modeling_mtqnet.corpus.tts", "synthesise clean speech offline (piper or espeak-ng)"),
     "export-onnx": ("modeling_mtqnet.tools.export_onnx", "export a saved model to ONNX and check it against PyTorch"),
     "push": ("modeling_mtqnet.sharing.push", "upload a trained model folder to the Hugging Face Hub with its card"),
+    "app": ("modeling_mtqnet.tools.app", "a web app (Gradio) to score, compare and batch-score recordings"),
 }
 DEBUG_FLAG = "--debug"
 

@@ -7,8 +7,9 @@ PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 
 # System packages: FFmpeg's libraries for torchcodec (datasets' Audio columns); SoX, opus-tools, lame and espeak-ng
-# for the corpus builder's enhancement systems, codecs and test speech.
-APT_PACKAGES=(ffmpeg sox libsox-fmt-all opus-tools lame espeak-ng)
+# for the corpus builder's enhancement systems, codecs and test speech; Debian's Chromium and its driver for the web
+# app's browser test (Selenium drives that executable; nothing downloads a browser of its own).
+APT_PACKAGES=(ffmpeg sox libsox-fmt-all opus-tools lame espeak-ng chromium chromium-driver)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

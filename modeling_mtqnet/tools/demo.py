@@ -54,6 +54,8 @@ from ..vocabulary import (
 
 STAND_IN_COLUMNS = {"s_mos": "dnsmos_sig", "n_mos": "dnsmos_bak", "g_mos": "dnsmos_ovrl"}
 STAGES = ("speech", "corpus", "labels", "teacher", "pseudo", "students", "report", "final")
+STAND_IN_LABELS = ("DNSMOS P.835 (speechmos) SIG, BAK and OVRL of the demo's synthetic corpus, as S-MOS, N-MOS and "
+                   "G-MOS")
 STAND_IN_NOTE = ("Primary labels are stand-ins: DNSMOS P.835 SIG, BAK and OVRL (speechmos) as S-MOS, N-MOS and "
                  "G-MOS. 3QUEST, the paper's labeller, is a paid tool that cannot run here, so these numbers say how "
                  "well each method learns DNSMOS P.835 on a synthetic corpus, not 3QUEST.")
@@ -475,13 +477,18 @@ def stage_final(args, size, paths) -> None:
     from transformers import pipeline
 
     from .. import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+    from ..sharing.model_card import CardOptions, render_card
     from .score import plot_frame_curve
 
     source = paths["runs"] / ("mpl" if "mpl" in args.methods else args.methods[-1])  # the paper's method
     model = MTQNetForSpeechQualityAssessment.from_pretrained(source).drop_auxiliary_heads()
     model.save_pretrained(paths["model"])
     MTQNetFeatureExtractor.from_model_config(model.config).save_pretrained(paths["model"])
-    print(f"Saved the {source.name} model (auxiliary heads dropped) to {paths['model']}")
+    # Its card says plainly what the labels were (the web app shows that paragraph beside the scores).
+    card = render_card(source, CardOptions(repo_id="local/mtqnet-demo", method=source.name, stand_in_labels=True,
+                                           labels_description=STAND_IN_LABELS, dataset_name="demo test part"))
+    (paths["model"] / "README.md").write_text(str(card), encoding="utf-8")
+    print(f"Saved the {source.name} model (auxiliary heads dropped) and its card to {paths['model']}")
 
     test_rows = read_rows(paths["labels"] / "test.csv")
     chosen = test_rows[:: max(1, len(test_rows) // size.scored_files)][: size.scored_files]

@@ -392,7 +392,8 @@ def plot_frame_curve(png: Path, title: str, result: dict[str, Any], waveform: np
     wave.plot(np.arange(0, waveform.size, step) / rate, waveform[::step], linewidth=0.4, color="black")
     wave.set_ylabel("waveform")
     if spectrogram:
-        axes[2].specgram(waveform, NFFT=512, Fs=rate, noverlap=256, cmap="magma")
+        with np.errstate(divide="ignore"):  # silent stretches have zero power: drawn as the floor, not warned about
+            axes[2].specgram(waveform, NFFT=512, Fs=rate, noverlap=256, cmap="magma")
         axes[2].set_ylabel("Hz")
     for start, label in segments:
         for axis in axes:

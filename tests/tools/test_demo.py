@@ -94,6 +94,8 @@ def test_scores_are_finite_in_range_and_equal_through_remote_code(quick_run):
     assert config["target_names"] == list(TARGETS)
     assert config["auxiliary_target_names"] == [] and config["trained_auxiliary_target_names"] == ["pesq", "stoi",
                                                                                                     "sdi"]
+    card = (output / "model" / "README.md").read_text()
+    assert "**The training labels are stand-ins, not 3QUEST scores.**" in card and "DNSMOS P.835" in card
 
 
 def test_data_splits_and_labels(quick_run):
