@@ -53,6 +53,14 @@ def wav_data_shortfall(path: str | os.PathLike) -> int:
     return 0
 
 
+def warn_if_truncated(path: str) -> None:
+    """A `TruncatedAudioWarning` when a WAV file holds less audio than its header declares."""
+    missing = wav_data_shortfall(path)
+    if missing:
+        warnings.warn(f"{path} is cut short: its WAV header declares {missing} more bytes of audio than the file holds "
+                      "(a truncated copy?); only the part that is there is scored", TruncatedAudioWarning, stacklevel=3)
+
+
 def read_audio_file(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read a sound file with soundfile as float32 (any subtype libsndfile decodes). Returns (samples, rate).
 
@@ -71,10 +79,7 @@ def read_audio_file(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         samples, sampling_rate = soundfile.read(path, always_2d=False, dtype="float32")
     except Exception as error:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         raise ValueError(f"Cannot decode audio file {path}: {error}") from error
-    missing = wav_data_shortfall(path)
-    if missing:
-        warnings.warn(f"{path} is cut short: its WAV header declares {missing} more bytes of audio than the file holds "
-                      "(a truncated copy?); only the part that is there is scored", TruncatedAudioWarning, stacklevel=2)
+    warn_if_truncated(path)
     return samples, int(sampling_rate)
 
 
@@ -90,6 +95,7 @@ def stream_audio(path: str | os.PathLike, target_rate: int, block_s: float = 10.
         handle = soundfile.SoundFile(path)
     except Exception as error:
         raise ValueError(f"Cannot decode audio file {path}: {error}") from error
+    warn_if_truncated(path)
     with handle:
         rate = int(handle.samplerate)
         stream = None

@@ -78,10 +78,13 @@ class AppScorer:
         if not audio:
             raise AppError(f"No audio for {what}: upload or record a clip first")
         try:
+            # Read once: the waveform drawn is the one scored (a long upload is still windowed by the pipeline).
             waveform = load_audio(audio, None, self.rate, name=Path(audio).name)
-            result = self.pipe(audio)
+            result = self.pipe({"array": waveform, "sampling_rate": self.rate})
         except (ValueError, FileNotFoundError, RuntimeError) as error:
-            raise AppError(" ".join(str(error).split())) from None
+            message = " ".join(str(error).split())
+            name = Path(audio).name
+            raise AppError(message if name in message else f"{name}: {message}") from None
         self._plots += 1
         plot = plot_frame_curve(self.plot_dir / f"frames_{self._plots}.png", Path(audio).name, result, waveform,
                                 self.rate, self.names, spectrogram=True)

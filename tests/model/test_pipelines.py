@@ -243,3 +243,14 @@ def test_a_flat_list_of_samples_is_one_clip(scorer):
     as_list = scorer(audio.tolist(), sampling_rate=16000)
     as_array = scorer(audio, sampling_rate=16000)
     assert as_list["s_mos"] == pytest.approx(as_array["s_mos"], abs=1e-6)
+
+
+def test_a_wav_cut_short_is_scored_with_a_warning_through_the_pipeline(scorer, tmp_path):
+    from modeling_mtqnet.model.feature_extraction_mtqnet import TruncatedAudioWarning
+
+    whole, cut = tmp_path / "whole.wav", tmp_path / "cut.wav"
+    soundfile.write(whole, noisy_tone(1.0, seed=4), 16000, subtype="PCM_16")
+    cut.write_bytes(whole.read_bytes()[:-6400])
+    with pytest.warns(TruncatedAudioWarning, match="6400 more bytes"):
+        result = scorer(str(cut))
+    assert result["frame_times"][-1] == pytest.approx(0.8, abs=0.02)
