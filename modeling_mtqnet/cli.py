@@ -17,6 +17,8 @@ import importlib
 import sys
 from typing import Any, Sequence
 
+from .threads import free_core_threads, set_threads_from_free_cores
+
 # name -> (module whose `main(argv, prog)` runs it, one line for `mtqnet --help`). A command's module is imported
 # only when it runs, so one command never pays for another's dependencies (DNSMOS, onnx, huggingface_hub uploads).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,8 +53,15 @@ def exit_status(result: Any) -> int:
 
 
 def run_command(name: str, argv: Sequence[str], prog: str, debug: bool = False) -> int:
-    """Run one command's `main(argv, prog=prog)`; errors become one line on stderr unless `debug`."""
+    """Run one command's `main(argv, prog=prog)` with one intra-op thread per core that other processes leave free
+    (`threads.py`; `MTQNET_THREADS=N` or `all` overrides); errors become one line on stderr unless `debug`."""
     module = importlib.import_module(COMMANDS[name][0])
+    if not any(flag in argv for flag in ("-h", "--help")):
+        threads = set_threads_from_free_cores()
+        cores = free_core_threads()
+        if threads is not None and threads < cores:
+            print(f"{prog}: other processes keep {cores - threads} of {cores} cores busy: using {threads} "
+                  f"thread{'s' if threads > 1 else ''} (MTQNET_THREADS=all to use every core)", file=sys.stderr)
     try:
         return exit_status(module.main(list(argv), prog=prog))
     except SystemExit:

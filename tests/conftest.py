@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub: tests never download
+# Commands run in-process keep torch's thread count (tests/test_threads.py checks the free-core choice itself).
+os.environ.setdefault("MTQNET_THREADS", "all")
 
 from pathlib import Path  # noqa: E402
 
