@@ -83,6 +83,16 @@ def read_audio_file(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return samples, int(sampling_rate)
 
 
+def audio_file_duration(path: str | os.PathLike) -> float | None:
+    """A file's duration in seconds from its header (soundfile), or None when the header cannot be read."""
+    soundfile = _require("soundfile", "Reading audio files")
+    try:
+        info = soundfile.info(os.fspath(path))
+    except Exception:  # noqa: BLE001 - reading the file reports the problem properly
+        return None
+    return info.frames / info.samplerate if info.samplerate else None
+
+
 def stream_audio(path: str | os.PathLike, target_rate: int, block_s: float = 10.0):
     """Yield a file's audio as mono float32 blocks at `target_rate`, reading `block_s` seconds at a time (soundfile)
     and resampling with a soxr stream: memory stays that of one block, however long the file. The blocks joined
@@ -377,4 +387,4 @@ class MTQNetFeatureExtractor(SequenceFeatureExtractor):
 
 __all__ = ["MTQNetFeatureExtractor", "load_audio", "read_audio_file", "to_mono_float", "check_waveform",
            "active_level_db", "active_speech_power", "frame_powers", "wav_data_shortfall", "TruncatedAudioWarning",
-           "stream_audio", "AudioScan"]
+           "stream_audio", "audio_file_duration", "AudioScan"]

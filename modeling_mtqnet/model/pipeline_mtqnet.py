@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers.pipelines.base import ChunkPipeline
 
-from .feature_extraction_mtqnet import AudioScan, active_level_db, load_audio, stream_audio
+from .feature_extraction_mtqnet import AudioScan, active_level_db, audio_file_duration, load_audio, stream_audio
 
 SECTION_SPECTRAL = 0
 # Without `chunk_length_s`, audio longer than AUTO_CHUNK_ABOVE_S (or than the model's one-pass limit) is scored in
@@ -17,6 +17,8 @@ SECTION_SPECTRAL = 0
 # says it was windowed). A file path is also read in blocks, never whole.
 AUTO_CHUNK_ABOVE_S = 30.0
 AUTO_CHUNK_LENGTH_S = 10.0
+# Files longer than this are read in blocks (twice: checks, then windows); shorter ones are read once, whole.
+STREAM_ABOVE_S = 60.0
 
 
 def frame_score_curve(
@@ -143,16 +145,20 @@ class SpeechQualityAssessmentPipeline(ChunkPipeline):
     ):
         extractor = self.feature_extractor
         rate = extractor.sampling_rate
-        is_file = isinstance(inputs, (str, os.PathLike))
-        name = os.fspath(inputs) if is_file else "audio"
+        name = os.fspath(inputs) if isinstance(inputs, (str, os.PathLike)) else "audio"
+        duration = audio_file_duration(inputs) if isinstance(inputs, (str, os.PathLike)) else None
+        is_file = duration is not None and duration > STREAM_ABOVE_S
         scan = AudioScan(rate)
-        if is_file:  # read twice in blocks (checks and length, then windows) rather than once whole
+        if is_file:  # a long file: read twice in blocks (checks and length, then windows) rather than once whole
             for block in stream_audio(inputs, rate):
                 scan.add(block)
         else:
             samples = load_audio(inputs, sampling_rate, rate, name=name)
             scan.add(samples)
         limit = self.one_pass_limit_s()
+        if chunk_length_s and chunk_length_s > limit:
+            raise ValueError(f"chunk_length_s {chunk_length_s:g} is longer than this model scores in one pass in "
+                             f"bounded memory ({limit:g} s); choose a shorter window")
         if chunk_length_s is None and scan.size > min(AUTO_CHUNK_ABOVE_S, limit) * rate:
             chunk_length_s = min(AUTO_CHUNK_LENGTH_S, limit)
             stride_length_s = chunk_length_s / 6

@@ -55,6 +55,7 @@ from ..model.feature_extraction_mtqnet import (
     load_audio,
     read_audio_file,
 )
+from ..model.pipeline_mtqnet import STREAM_ABOVE_S  # longer files: read by the pipeline in blocks, not by a worker
 from ..tables import columns_of, read_jsonl, read_table, table_columns, to_float, write_table
 from ..training.reporting import agg_pyplot
 from ..vocabulary import AUDIO_COLUMN, AUDIO_EXTENSIONS, ERROR_COLUMN, TABLE_SUFFIXES, audio_suffixes
@@ -62,8 +63,6 @@ from ..vocabulary import AUDIO_COLUMN, AUDIO_EXTENSIONS, ERROR_COLUMN, TABLE_SUF
 FILE_COLUMNS = ("path", "duration_s", "sampling_rate", "channels")
 CHUNKS_COLUMN = "chunks"
 WARNING_COLUMN = "warning"
-# Files longer than this (seconds) are read by the pipeline in blocks instead of whole by a decoding worker.
-STREAM_ABOVE_S = 60.0
 # The columns by which a table is recognised as an earlier output of this command (which it may replace).
 OWN_COLUMNS = (*FILE_COLUMNS, CHUNKS_COLUMN, ERROR_COLUMN)
 LogFunction = Callable[[str], None]

@@ -114,6 +114,8 @@ def test_audio_over_the_one_pass_limit_is_windowed_unless_one_pass_is_asked_for(
     assert max(chunk["end_s"] - chunk["start_s"] for chunk in windowed["chunks"]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="too long for one pass.*chunk_length_s"):
         scorer(noisy_tone(2.0), sampling_rate=16000, chunk_length_s=0)
+    with pytest.raises(ValueError, match="chunk_length_s 1.5 is longer than this model scores in one pass"):
+        scorer(noisy_tone(2.0), sampling_rate=16000, chunk_length_s=1.5)
     assert "chunks" in scorer(noisy_tone(2.0), sampling_rate=16000, chunk_length_s=1.0)
 
 
@@ -134,10 +136,11 @@ def test_a_file_is_read_in_blocks_to_the_same_scores(scorer, tmp_path):
     from modeling_mtqnet.model import pipeline_mtqnet
 
     pipeline_mtqnet.stream_audio, saved = small_blocks, pipeline_mtqnet.stream_audio
+    pipeline_mtqnet.STREAM_ABOVE_S, saved_above = 1.0, pipeline_mtqnet.STREAM_ABOVE_S  # stream this short file too
     try:
         streamed = scorer(str(path), chunk_length_s=2.0)
     finally:
-        pipeline_mtqnet.stream_audio = saved
+        pipeline_mtqnet.stream_audio, pipeline_mtqnet.STREAM_ABOVE_S = saved, saved_above
     whole = scorer(feature_extraction_mtqnet.load_audio(str(path), None, 16000), sampling_rate=16000,
                    chunk_length_s=2.0)
     # Read twice (checks, then windows), a block at a time: never the whole file.
