@@ -144,10 +144,8 @@ class AudioScan:
         """`active_level_db` of everything added (a clip shorter than one frame: its mean square)."""
         powers = np.concatenate(self.powers) if self.powers else np.array([np.mean(self.rest**2) if self.rest.size
                                                                              else 0.0])
-        peak = float(powers.max())
-        if peak <= 0.0:
-            return float("-inf")
-        return 10 * float(np.log10(powers[powers >= peak * 10 ** (-ACTIVE_RANGE_DB / 10)].mean()))
+        power = active_power_of_frames(powers)
+        return 10 * float(np.log10(power)) if power > 0 else float("-inf")
 
     def check(self, min_samples: int, max_samples: int | None, name: str = "audio",
               min_level_db: float | None = None) -> None:
@@ -244,7 +242,11 @@ def frame_powers(signal: np.ndarray, frame: int) -> np.ndarray:
 def active_speech_power(signal: np.ndarray, frame: int = 320, range_db: float = ACTIVE_RANGE_DB) -> float:
     """Mean square over the active frames (20 ms at 16 kHz by default): those whose power is within `range_db` of the
     loudest frame. 0 for an all-zero signal."""
-    powers = frame_powers(signal, frame)
+    return active_power_of_frames(frame_powers(signal, frame), range_db)
+
+
+def active_power_of_frames(powers: np.ndarray, range_db: float = ACTIVE_RANGE_DB) -> float:
+    """Mean of the frame powers within `range_db` of the largest; 0 when every frame is silent."""
     peak = float(powers.max())
     if peak <= 0.0:
         return 0.0

@@ -218,12 +218,11 @@ def lengths_to_mask(lengths: torch.Tensor, max_length: int | None = None) -> tor
 
 
 def frame_mask_of(frames: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """(B, T) True for the valid frames of (B, T, ...) `frames`. `lengths` None means unpadded clips (the ONNX
-    graph): every frame is valid, and the mask is built from a shape so that a trace keeps the time axis dynamic."""
+    """(B, T) True for the valid frames of (B, T, D) `frames`. `lengths` None means unpadded clips (the ONNX graph):
+    every frame is valid, and the mask is built from a shape so that a trace keeps the time axis dynamic."""
     if lengths is None:
-        return torch.ones_like(frames[..., 0], dtype=torch.bool) if frames.dim() == 3 else \
-            torch.ones_like(frames[:, 0, :, 0], dtype=torch.bool)
-    return lengths_to_mask(lengths, frames.shape[1] if frames.dim() == 3 else frames.shape[2])
+        return torch.ones_like(frames[..., 0], dtype=torch.bool)
+    return lengths_to_mask(lengths, frames.shape[1])
 
 
 def concat_along_time(

@@ -44,6 +44,10 @@ def without_versions(config: dict) -> dict:
 def old_folder(request, tmp_path) -> Path:
     folder = tmp_path / request.param.name
     shutil.copytree(request.param, folder)  # loading must not need to write beside the fixture
+    # Both folders were saved by the same 0.1.0 code; its four code files are stored once, in the "aligned" folder.
+    for name in CODE_FILES:
+        if not (folder / name).exists():
+            shutil.copyfile(FIXTURES / "saved_model_0.1.0_aligned" / name, folder / name)
     return folder
 
 
