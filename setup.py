@@ -12,8 +12,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["modeling_mtqnet", "modeling_mtqnet.*"]),
     # The evaluate metric module is a script loaded by path (offline), not an imported package; the model card
-    # template is read by `mtqnet push`.
-    package_data={"modeling_mtqnet": ["training/metrics/speech_quality/*.py", "sharing/*.md"]},
+    # template is read by `mtqnet push`; pretrained/<name>/ are the shipped models (weights, configs, cards).
+    package_data={"modeling_mtqnet": ["training/metrics/speech_quality/*.py", "sharing/*.md", "pretrained/*/*"]},
     # Ranges, not pins: GPU users bring their own torch build. The CPU test set-up pins exact versions
     # (requirements-cpu-test.txt) and installs torch==2.13.0 first. No torchaudio: it breaks transformers on CPU torch.
     install_requires=[
@@ -28,7 +28,7 @@ setup(
     extras_require={
         "train": ["datasets>=4.0", "accelerate>=1.0", "evaluate>=0.4", "scipy>=1.10", "tqdm>=4.60",
                   "matplotlib>=3.7"],  # + torchcodec matching your torch, for datasets Audio columns
-        "corpus": ["noisereduce>=3.0", "pyrnnoise>=0.4"],
+        "corpus": ["noisereduce>=3.0", "pyrnnoise>=0.4", "scipy>=1.10"],  # scipy: the reverb and bandlimit distortions
         "onnx": ["onnx>=1.15", "onnxruntime>=1.16"],
         "intrusive": ["pesq>=0.0.4", "pystoi>=0.3", "scipy>=1.10"],  # PESQ / STOI / SDI labels (the teacher's)
         "dnsmos": ["speechmos>=0.0.1", "onnxruntime>=1.16", "librosa>=0.10"],

@@ -26,6 +26,8 @@ from .model.modeling_mtqnet import (
     target_loss_sums,
 )
 from .model.pipeline_mtqnet import SpeechQualityAssessmentPipeline
+from .pretrained import SHIPPED as SHIPPED_MODELS
+from .pretrained import pretrained_path, resolve_model
 
 __version__ = "0.1.0"
 PIPELINE_TASK = "speech-quality-assessment"
@@ -40,6 +42,16 @@ PIPELINE_REGISTRY.register_pipeline(
     pt_model=AutoModelForAudioClassification,
     type="audio",
 )
+
+
+
+def pipeline(task: str = PIPELINE_TASK, model=None, **kwargs):
+    """`transformers.pipeline` that also takes the package's shipped models by short name
+    (`pipeline("speech-quality-assessment", model="mtqnet/teacher-pesq-stoi-sdi")`), offline."""
+    from transformers import pipeline as transformers_pipeline
+
+    return transformers_pipeline(task, model=resolve_model(model) if isinstance(model, str) else model, **kwargs)
+
 
 __all__ = [
     "MTQNetConfig",
@@ -56,4 +68,8 @@ __all__ = [
     "tiny_ssl_config",
     "PRESETS",
     "PIPELINE_TASK",
+    "SHIPPED_MODELS",
+    "pipeline",
+    "pretrained_path",
+    "resolve_model",
 ]

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "modeling_mtqnet"
 # Lower layers never import higher ones; a wing may import itself. (docs/ARCHITECTURE.md draws the same picture.)
 LAYERS = {
     "model": 0,
-    "vocabulary": 1, "distributed": 1, "threads": 1,
+    "vocabulary": 1, "distributed": 1, "threads": 1, "pretrained": 1,
     "tables": 2,
     "corpus": 3, "training": 3,
     "labels": 4,

@@ -1,6 +1,6 @@
 """Signal measures and generators of the corpus builder: active speech level, frame powers and SNR; synthetic
-speech; procedural noises (shaped, power-law, LTASS, average speech spectrum, mains hum); looped segments and
-cross-correlation lag.
+speech; procedural noises (shaped, power-law, LTASS, average speech spectrum, mains hum); simulated room impulse
+responses; looped segments and cross-correlation lag.
 
 Numpy, and the model wing's active-level measure (`frame_powers`, `active_speech_power`: one definition for the
 corpus's SNRs and the feature extractor's near-silence floor); imports nothing from the rest of the corpus wing. `CorpusError`, the error every corpus module raises,
@@ -18,6 +18,7 @@ from ..model.feature_extraction_mtqnet import ACTIVE_RANGE_DB, active_speech_pow
 
 SAMPLING_RATE = 16000
 FRAME_SAMPLES = 320  # 20 ms frames for the active-speech measure (the default of `active_speech_power`)
+PEAK_LIMIT = 0.99  # the corpus's peak ceiling: mixtures are scaled, and distortions' outputs kept, below it
 
 # Long-term average speech spectrum, one-third-octave band levels (dB) for an overall level of 70 dB SPL, speech of
 # male and female talkers combined; approximately Byrne et al. (1994), J. Acoust. Soc. Am. 96(4) 2108-2120.
@@ -153,6 +154,38 @@ def mains_hum(length: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     return hum, mains
 
 
+# -- room acoustics -----------------------------------------------------------------------------------------------
+
+RIR_GAP_MS = (2.0, 5.0)  # range of the silent gap between the direct path and the first reflection
+RIR_REFLECTIONS = 5  # discrete early reflections within 20 ms of the gap's end
+
+
+def simulated_rir(rt60: float, drr_db: float, seed: int | Iterable[int], rate: int = SAMPLING_RATE) -> np.ndarray:
+    """A room impulse response after Polack's statistical model, to convolve speech with (`rate` Hz).
+
+    Sample 0 is the direct path (1.0), so a signal convolved with it keeps its alignment. After a silent gap of 2 to
+    5 ms (drawn) come `RIR_REFLECTIONS` discrete early reflections (random signs, within 20 ms) and a tail of Gaussian
+    noise whose energy decays exponentially by 60 dB in `rt60` seconds; the response ends where the decay reaches
+    80 dB. Reflections and tail together (everything after sample 0) are scaled so that the direct-to-reverberant
+    energy ratio is `drr_db`. The same (rt60, drr_db, seed) give the same response; `seed` seeds a numpy Generator
+    (the gap, the reflections and the noise of one seed are the same whatever rt60 and drr_db: one "room").
+    """
+    if not rt60 > 0:
+        raise CorpusError(f"rt60 must be positive, got {rt60}")
+    rng = np.random.default_rng(seed)
+    gap = max(1, round(rng.uniform(*RIR_GAP_MS) * 1e-3 * rate))
+    length = gap + math.ceil(rt60 * 80 / 60 * rate)
+    reflection_at = gap + rng.integers(0, int(0.02 * rate), size=RIR_REFLECTIONS)
+    reflection_gain = rng.uniform(1.0, 3.0, size=RIR_REFLECTIONS) * rng.choice([-1.0, 1.0], size=RIR_REFLECTIONS)
+    envelope = np.exp(-3 * math.log(10) * np.arange(length) / (rt60 * rate))  # amplitude: 60 dB energy in rt60
+    response = rng.standard_normal(length) * envelope
+    response[:gap] = 0.0
+    np.add.at(response, reflection_at, reflection_gain * envelope[reflection_at])
+    response *= math.sqrt(10 ** (-drr_db / 10) / float(np.sum(response**2)))  # the reverberant part
+    response[0] = 1.0  # the direct path
+    return response
+
+
 def loop_segment(signal: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
     """A random `length`-sample segment of `signal`, looped (from a random start) when the signal is shorter."""
     if signal.size >= length:
@@ -166,5 +199,5 @@ __all__ = [
     "SAMPLING_RATE", "FRAME_SAMPLES", "ACTIVE_RANGE_DB", "LTASS_BANDS_HZ", "LTASS_LEVELS_DB", "CorpusError",
     "frame_powers", "active_speech_power", "speech_power", "measure_snr", "cross_correlation_lag",
     "synthetic_speech", "shaped_noise", "power_law", "ltass_density", "average_speech_spectrum", "mains_hum",
-    "loop_segment",
+    "PEAK_LIMIT", "RIR_GAP_MS", "RIR_REFLECTIONS", "simulated_rir", "loop_segment",
 ]

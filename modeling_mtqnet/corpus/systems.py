@@ -1,9 +1,14 @@
-"""Enhancement systems and codecs of the corpus builder: which can run here (`system_status`), and `apply_system`,
-which passes a 16 kHz mixture through one and returns output aligned with its input and of the same length.
+"""Enhancement systems, codecs and distortions of the corpus builder: which can run here (`system_status`), and
+`apply_system`, which passes a 16 kHz mixture through one and returns output aligned with its input and of the same
+length.
 
-In process: noisereduce, RNNoise (pyrnnoise's library through ctypes). Command line: SoX noisered, FFmpeg afftdn,
-Opus, GSM and MP3 round trips (FFmpeg, SoX, opus-tools or LAME, whichever is installed). A command-line system's
-delay is measured once per process on a synthetic probe (`calibrate_delay`). Every system is optional.
+In process: noisereduce, RNNoise (pyrnnoise's library through ctypes), and the distortions (numpy / scipy): reverb
+(a simulated room impulse response, `signals.simulated_rir`), bandlimit (zero-phase Butterworth filters), clipping
+and packet_loss (20 ms frames dropped by a two-state Gilbert model). Command line: SoX noisered, FFmpeg afftdn, Opus,
+GSM and MP3 round trips (FFmpeg, SoX, opus-tools or LAME, whichever is installed). A command-line system's delay is
+measured once per process on a synthetic probe (`calibrate_delay`); in-process systems have none. Every system but
+the distortions is optional; the distortions are deterministic for their parameters (`room` and `pattern` seed
+their randomness).
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..model.feature_extraction_mtqnet import load_audio
-from .signals import SAMPLING_RATE, CorpusError, active_speech_power, cross_correlation_lag, synthetic_speech
+from .signals import (
+    PEAK_LIMIT, SAMPLING_RATE, CorpusError, active_speech_power, cross_correlation_lag, simulated_rir, synthetic_speech,
+)
 
 ENHANCERS = ("noisereduce", "sox_noisered", "ffmpeg_afftdn", "rnnoise")
 CODECS = ("opus", "gsm", "mp3")
-SYSTEMS = ("none",) + ENHANCERS + CODECS
+DISTORTIONS = ("reverb", "bandlimit", "clipping", "packet_loss")
+# New systems go at the end: the builder's pools keep this order, and corpora drawn from them must not change.
+SYSTEMS = ("none",) + ENHANCERS + CODECS + DISTORTIONS
 
 # Parameter choices, one drawn per utterance (seeded).
 SYSTEM_PARAMETERS: dict[str, list[dict[str, Any]]] = {
@@ -40,6 +49,13 @@ SYSTEM_PARAMETERS: dict[str, list[dict[str, Any]]] = {
     "opus": [{"kbps": 6}, {"kbps": 8}, {"kbps": 12}, {"kbps": 16}, {"kbps": 24}],
     "gsm": [{}],
     "mp3": [{"kbps": 16}, {"kbps": 24}, {"kbps": 32}, {"kbps": 48}],
+    # Distortions: `room` seeds the simulated room response, `pattern` the packet-loss pattern.
+    "reverb": [{"rt60": rt60, "drr_db": drr_db, "room": room}
+               for rt60 in (0.3, 0.5, 0.8, 1.2) for drr_db in (0, 6) for room in range(4)],
+    "bandlimit": [{"low_hz": 300, "high_hz": 3400}, {"high_hz": 4000}, {"high_hz": 5500}, {"high_hz": 7000}],
+    "clipping": [{"clip_db": 3}, {"clip_db": 6}, {"clip_db": 10}, {"clip_db": 15}],
+    "packet_loss": [{"loss_rate": loss_rate, "pattern": pattern}
+                    for loss_rate in (0.02, 0.05, 0.1, 0.2) for pattern in range(4)],
 }
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -131,7 +147,7 @@ class SystemStatus:
     """Whether a system can run here (see `system_status`)."""
 
     name: str
-    kind: str  # none / enhancement / codec
+    kind: str  # none / enhancement / codec / distortion
     available: bool
     backend: str  # the tool or package that runs it, with its version; or why it is unavailable
 
@@ -139,13 +155,20 @@ class SystemStatus:
 @functools.lru_cache(maxsize=None)
 def system_status(name: str) -> SystemStatus:
     """Whether `name` can run here, with which backend (and version) or why not."""
-    kind = "none" if name == "none" else "enhancement" if name in ENHANCERS else "codec"
+    kind = ("none" if name == "none" else "enhancement" if name in ENHANCERS else
+            "distortion" if name in DISTORTIONS else "codec")
 
     def status(available: bool, backend: str) -> SystemStatus:
         return SystemStatus(name, kind, available, backend)
 
     if name == "none":
         return status(True, "")
+    if name in ("reverb", "bandlimit"):
+        if importlib.util.find_spec("scipy") is None:
+            return status(False, "the scipy package is not installed (pip install scipy)")
+        return status(True, f"scipy {_package_version('scipy')} (in process)")
+    if name in ("clipping", "packet_loss"):
+        return status(True, f"numpy {np.__version__} (in process)")
     if name == "noisereduce":
         if importlib.util.find_spec("noisereduce") is None:
             return status(False, "the noisereduce package is not installed (pip install noisereduce)")
@@ -307,11 +330,97 @@ def _rnnoise(mix: np.ndarray) -> np.ndarray:
     return soxr.resample(aligned, RNNOISE_RATE, SAMPLING_RATE, quality="HQ").astype(np.float64)
 
 
+# -- distortions ---------------------------------------------------------------------------------------------------
+
+BANDLIMIT_ORDER = 8  # Butterworth order of the low-pass (the band-pass: 4, i.e. 8 poles), applied forward and back
+PACKET_SAMPLES = 320  # 20 ms frames
+PACKET_FADE = 32  # 2 ms linear fades inside a gap, at each edge that touches kept audio
+PACKET_BURST_FRAMES = 2.0  # mean length of a loss burst (frames) of the Gilbert model
+_PACKET_SEED = 0x5041434B  # with `pattern`, the seed of a loss pattern
+
+
+def _reverb(mix: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """Convolution with `simulated_rir(rt60, drr_db, seed=room)`, cut to the input's length (the direct path is
+    sample 0: no delay)."""
+    from scipy.signal import fftconvolve
+
+    return fftconvolve(mix, simulated_rir(params["rt60"], params["drr_db"], params["room"]))[: mix.size]
+
+
+def _bandlimit(mix: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """Zero-phase Butterworth filtering (`sosfiltfilt`): a low-pass at `high_hz`, or a band-pass `low_hz`-`high_hz`."""
+    from scipy.signal import butter, sosfiltfilt
+
+    if params.get("low_hz"):
+        sos = butter(BANDLIMIT_ORDER // 2, [params["low_hz"], params["high_hz"]], btype="bandpass", fs=SAMPLING_RATE,
+                     output="sos")
+    else:
+        sos = butter(BANDLIMIT_ORDER, params["high_hz"], btype="lowpass", fs=SAMPLING_RATE, output="sos")
+    return sosfiltfilt(sos, mix)
+
+
+def _clipping(mix: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """Hard clipping `clip_db` dB below the signal's peak; no gain change (samples below the threshold are kept)."""
+    threshold = float(np.max(np.abs(mix), initial=0.0)) * 10 ** (-params["clip_db"] / 20)
+    return np.clip(mix, -threshold, threshold)
+
+
+def lost_frames(frames: int, loss_rate: float, pattern: int) -> np.ndarray:
+    """Which of `frames` packets a two-state Gilbert model loses (bool per frame): every frame of the bad state is
+    lost, bursts last `PACKET_BURST_FRAMES` frames on average and the long-run loss rate is `loss_rate`. The first
+    state is drawn from the stationary distribution; `pattern` seeds the draws (the same pattern at another rate
+    gives nested losses)."""
+    leave_bad = 1.0 / PACKET_BURST_FRAMES
+    enter_bad = loss_rate * leave_bad / (1.0 - loss_rate) if loss_rate < 1 else math.inf
+    if not 0.0 <= enter_bad <= 1.0:
+        raise CorpusError(f"loss_rate must be in [0, {1 / (1 + leave_bad):.3g}], got {loss_rate}")
+    draws = np.random.default_rng([_PACKET_SEED, pattern]).random(frames)
+    lost = np.zeros(frames, dtype=bool)
+    bad = False
+    for index, draw in enumerate(draws):
+        bad = (draw < loss_rate) if index == 0 else (draw >= leave_bad) if bad else (draw < enter_bad)
+        lost[index] = bad
+    return lost
+
+
+def _packet_loss(mix: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """Lost 20 ms frames (`lost_frames`) zero-filled; a gap fades the signal out over its first 2 ms and in over its
+    last 2 ms where it touches kept audio, so the kept frames are untouched and the gaps do not click."""
+    lost = lost_frames(-(-mix.size // PACKET_SAMPLES), params["loss_rate"], params["pattern"])
+    edges = np.diff(np.concatenate([[0], lost.astype(np.int8), [0]]))
+    output = mix.copy()
+    fade_in = (np.arange(PACKET_FADE) + 0.5) / PACKET_FADE
+    for start, end in zip(np.flatnonzero(edges == 1) * PACKET_SAMPLES, np.flatnonzero(edges == -1) * PACKET_SAMPLES):
+        end = min(end, mix.size)
+        output[start:end] = 0.0
+        fade = min(PACKET_FADE, end - start)
+        if start > 0:
+            output[start:start + fade] = mix[start:start + fade] * fade_in[::-1][:fade]
+        if end < mix.size:
+            output[end - fade:end] = mix[end - fade:end] * fade_in[PACKET_FADE - fade:]
+    return output
+
+
+def _distortion(name: str, mix: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """A distortion's output, of the input's length and aligned with it. Reverb and filters can raise the peak: their
+    output is scaled down (one gain) when its peak would pass `PEAK_LIMIT`, so no 16-bit file clips unasked."""
+    if name == "clipping":
+        return _clipping(mix, params)
+    if name == "packet_loss":
+        return _packet_loss(mix, params)
+    output = _reverb(mix, params) if name == "reverb" else _bandlimit(mix, params)
+    peak = float(np.max(np.abs(output), initial=0.0))
+    return output * (PEAK_LIMIT / peak) if peak > PEAK_LIMIT else output
+
+
 TAIL_PADDING = 4000  # 0.25 s of silence appended before processing, so no system's delay or block size cuts the end
-IN_PROCESS_DELAYS = {"none": 0, "noisereduce": 0, "rnnoise": 0}  # exact (zero-phase STFT; RNNoise lag removed)
+# Exact: zero-phase STFT (noisereduce), RNNoise's lag removed, distortions aligned by construction.
+IN_PROCESS_DELAYS = {"none": 0, "noisereduce": 0, "rnnoise": 0, **{name: 0 for name in DISTORTIONS}}
 
 
 def _raw_system_output(name: str, mix: np.ndarray, noise: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    if name in DISTORTIONS:  # no delay and no block size: nothing to pad
+        return _distortion(name, mix, params)
     padded = np.concatenate([mix, np.zeros(TAIL_PADDING)])
     if name == "none":
         return padded
@@ -370,7 +479,8 @@ def apply_system(name: str, mix: np.ndarray, noise: np.ndarray, params: dict[str
 
 
 __all__ = [
-    "ENHANCERS", "CODECS", "SYSTEMS", "SYSTEM_PARAMETERS", "SystemStatus", "system_status", "RNNOISE_RATE",
-    "RNNOISE_FRAME", "RNNOISE_DELAY", "TAIL_PADDING", "IN_PROCESS_DELAYS", "params_key", "calibrate_delay",
+    "ENHANCERS", "CODECS", "DISTORTIONS", "SYSTEMS", "SYSTEM_PARAMETERS", "SystemStatus", "system_status",
+    "RNNOISE_RATE", "RNNOISE_FRAME", "RNNOISE_DELAY", "BANDLIMIT_ORDER", "PACKET_SAMPLES", "PACKET_FADE",
+    "PACKET_BURST_FRAMES", "lost_frames", "TAIL_PADDING", "IN_PROCESS_DELAYS", "params_key", "calibrate_delay",
     "apply_system",
 ]

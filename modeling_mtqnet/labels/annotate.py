@@ -25,10 +25,10 @@ import torch
 
 from ..distributed import ProcessState, wait_for_markers
 from ..model.feature_extraction_mtqnet import MTQNetFeatureExtractor, load_audio
+from ..pretrained import SHIPPED, resolve_model
 from ..tables import table_columns, write_dataset
-from ..vocabulary import TABLE_SUFFIXES
 from ..training.data import load_speech_dataset
-from ..vocabulary import AUDIO_COLUMN, ERROR_COLUMN
+from ..vocabulary import AUDIO_COLUMN, ERROR_COLUMN, TABLE_SUFFIXES
 from .intrusive import INTRUSIVE_COLUMNS, decodable_audio, intrusive_scores
 
 DNSMOS_COLUMNS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
@@ -129,15 +129,18 @@ class DNSMOSTeacher(Teacher):
 
 def make_teacher(name: str, audio_column: str, clean_column: str | None = None,
                  device: str | torch.device = "cpu") -> Teacher:
-    """`intrusive`, `dnsmos`, or the path of a saved MTQ-Net / MOSA-Net folder."""
+    """`intrusive`, `dnsmos`, a shipped model's short name (`mtqnet/teacher-pesq-stoi-sdi`) or the path of a saved
+    MTQ-Net / MOSA-Net folder."""
     if name == "intrusive":
         if not clean_column:
             raise ValueError("The intrusive teacher needs --clean_column (the clean reference's path column)")
         return IntrusiveTeacher(audio_column, clean_column)
     if name == "dnsmos":
         return DNSMOSTeacher(audio_column)
+    name = resolve_model(name)
     if not Path(name, "config.json").exists():
-        raise ValueError(f"Teacher {name!r} is neither 'intrusive', 'dnsmos' nor a saved model folder")
+        raise ValueError(f"Teacher {name!r} is neither 'intrusive', 'dnsmos', a shipped model ({', '.join(SHIPPED)}) "
+                         "nor a saved model folder")
     return ModelTeacher(name, audio_column, device)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..corpus.signals import synthetic_speech
 from ..model.feature_extraction_mtqnet import load_audio
+from ..pretrained import resolve_model
 from ..tables import write_table
 from ..vocabulary import display_name
 from .score import plot_frame_curve
@@ -260,11 +261,14 @@ def launch(model: str, host: str = "127.0.0.1", port: int | None = 7860, share: 
 
 def parse_args(argv: Sequence[str] | None = None, prog: str | None = "mtqnet app") -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a saved MTQ-Net folder (what `mtqnet train` writes)")
+    parser.add_argument("--model", required=True,
+                        help="a saved MTQ-Net folder (what `mtqnet train` writes) or a shipped model's short name")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs the internet)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.model = resolve_model(args.model)
+    return args
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = "mtqnet app") -> int:

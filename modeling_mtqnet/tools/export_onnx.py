@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sharing.model_dir import read_saved_config
 from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
+from ..pretrained import resolve_model
+from ..sharing.model_dir import read_saved_config
 
 INPUT_NAME = "input_values"
 OUTPUT_NAMES = ("utterance_scores", "frame_scores")
@@ -263,7 +264,9 @@ def parse_args(argv: list[str] | None = None, prog: str | None = "mtqnet export-
         help="skip the check against PyTorch with onnxruntime (0.7 s and 2.3 s clips, max abs diff <= --atol)",
     )
     parser.add_argument("--atol", type=float, default=1e-4, help="largest accepted difference when verifying")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.model_dir = resolve_model(args.model_dir)
+    return args
 
 
 def main(argv: list[str] | None = None, prog: str | None = "mtqnet export-onnx") -> Path:

@@ -55,10 +55,26 @@ from ..model.feature_extraction_mtqnet import (
     load_audio,
     read_audio_file,
 )
-from ..model.pipeline_mtqnet import STREAM_ABOVE_S  # longer files: read by the pipeline in blocks, not by a worker
-from ..tables import columns_of, read_jsonl, read_table, table_columns, to_float, write_table
+from ..model.pipeline_mtqnet import (
+    STREAM_ABOVE_S,  # longer files: read by the pipeline in blocks, not by a worker
+)
+from ..pretrained import resolve_model
+from ..tables import (
+    columns_of,
+    read_jsonl,
+    read_table,
+    table_columns,
+    to_float,
+    write_table,
+)
 from ..training.reporting import agg_pyplot
-from ..vocabulary import AUDIO_COLUMN, AUDIO_EXTENSIONS, ERROR_COLUMN, TABLE_SUFFIXES, audio_suffixes
+from ..vocabulary import (
+    AUDIO_COLUMN,
+    AUDIO_EXTENSIONS,
+    ERROR_COLUMN,
+    TABLE_SUFFIXES,
+    audio_suffixes,
+)
 
 FILE_COLUMNS = ("path", "duration_s", "sampling_rate", "channels")
 CHUNKS_COLUMN = "chunks"
@@ -560,7 +576,8 @@ def parse_args(argv: list[str] | None = None, prog: str | None = "mtqnet score")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders, globs or manifests")
-    parser.add_argument("--model", required=True, help="a saved MTQ-Net folder or a Hub repo id")
+    parser.add_argument("--model", required=True,
+                        help="a saved MTQ-Net folder, a shipped model (mtqnet/teacher-pesq-stoi-sdi) or a Hub repo id")
     parser.add_argument("--output", required=True, help="OUT.csv, OUT.tsv or OUT.jsonl")
     parser.add_argument("--extensions", default=",".join(AUDIO_EXTENSIONS), metavar="EXT,EXT,...",
                         help="audio extensions searched for in folders and globs, comma-separated, case-insensitive "
@@ -580,6 +597,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = "mtqnet score")
                              "file is never touched)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    args.model = resolve_model(args.model)
     if Path(args.output).suffix.lower() not in TABLE_SUFFIXES:
         parser.error(f"--output must end with one of {', '.join(TABLE_SUFFIXES)}")
     if args.batch_size < 1 or args.num_workers < 0:

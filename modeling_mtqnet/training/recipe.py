@@ -29,11 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from transformers import AutoConfig, EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
+from transformers import (
+    AutoConfig,
+    EarlyStoppingCallback,
+    HfArgumentParser,
+    TrainingArguments,
+    set_seed,
+)
 
 from ..model.configuration_mtqnet import PRESETS, MTQNetConfig
 from ..model.feature_extraction_mtqnet import MTQNetFeatureExtractor
 from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
+from ..pretrained import resolve_model
 from ..vocabulary import (
     AUDIO_COLUMN,
     METHODS,
@@ -46,9 +53,9 @@ from .data import (
     AUDIO_ID_COLUMN,
     RandomCrop,
     SpeechQualityCollator,
+    duplicate_clips,
     load_speech_dataset,
     prepare_dataset,
-    duplicate_clips,
     split_train_validation,
 )
 from .features_cache import cache_ssl_features
@@ -77,6 +84,9 @@ class DataArguments:
     max_train_duration_s: float | None = field(default=None,
                                                metadata={"help": "randomly crop longer training clips (seeded)"})
     skip_bad_files: bool = field(default=False, metadata={"help": "skip and report unusable clips instead of failing"})
+    labelled_batch_share: float | None = field(default=None, metadata={
+        "help": "mpl / mpl_kt: draw training clips (with replacement) so that this share carries primary labels "
+                "(default: their share of the data)"})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for decoding audio"})
     cache_ssl_features: bool = field(default=True,
                                      metadata={"help": "with --freeze_ssl, compute SSL features once and reuse them"})
@@ -88,7 +98,8 @@ class ModelArguments:
 
     preset: str = field(default="small", metadata={"help": f"model size: {', '.join(PRESETS)}"})
     method: str = field(default="mpl", metadata={"help": f"training set-up: {', '.join(METHODS)}"})
-    teacher: str | None = field(default=None, metadata={"help": "teacher folder for kt / mpl_kt"})
+    teacher: str | None = field(default=None, metadata={
+        "help": "teacher folder or shipped short name (mtqnet/teacher-pesq-stoi-sdi) for kt / mpl_kt"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "continue from a saved MTQ-Net"})
     ssl_model: str | None = field(default=None, metadata={"help": "SSL encoder: Hub name or local folder; 'none' for "
                                                               "no SSL branch (default: the preset's)"})
@@ -119,6 +130,10 @@ def parse_arguments(argv: list[str] | None = None,
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
     if model_args.method not in METHODS:
         raise ValueError(f"--method must be one of {METHODS}, got {model_args.method!r}")
+    # Shipped models by short name (`mtqnet/teacher-pesq-stoi-sdi`), offline.
+    model_args.teacher = resolve_model(model_args.teacher) if model_args.teacher else model_args.teacher
+    if model_args.model_name_or_path:
+        model_args.model_name_or_path = resolve_model(model_args.model_name_or_path)
     if model_args.method in TEACHER_TRUNK_METHODS and not model_args.teacher:
         raise ValueError(f"--method {model_args.method} needs --teacher TEACHER_DIR")
     if model_args.preset not in PRESETS:
@@ -282,6 +297,7 @@ def main(argv: list[str] | None = None, prog: str | None = "mtqnet train") -> di
         compute_metrics=make_compute_metrics(model.config.target_names, model.config.auxiliary_target_names),
         callbacks=callbacks,
         ssl_learning_rate=model_args.ssl_learning_rate,
+        labelled_batch_share=data_args.labelled_batch_share if uses_pseudo_labels(model_args) else None,
     )
     logger.info("Method %s, targets %s, pseudo labels %s", model_args.method, model.config.target_names,
                 model.config.auxiliary_target_names)

@@ -50,6 +50,24 @@ def _as_tuple(value: Any) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
+def has_primary_labels(dataset) -> np.ndarray:
+    """Per row of a prepared dataset: whether any primary label is given (not NaN)."""
+    if "labels" not in dataset.column_names:
+        return np.zeros(len(dataset), dtype=bool)
+    labels = np.asarray(dataset.with_format(None).select_columns(["labels"])["labels"], dtype=np.float64)
+    return np.isfinite(labels).any(axis=1)
+
+
+def labelled_share_weights(labelled: np.ndarray, share: float) -> torch.Tensor | None:
+    """Sampling weights giving labelled rows `share` of the draws, or None when every row or none is labelled (no
+    reweighting to do)."""
+    count = int(labelled.sum())
+    if count in (0, labelled.size):
+        return None
+    weights = np.where(labelled, share / count, (1.0 - share) / (labelled.size - count))
+    return torch.as_tensor(weights, dtype=torch.double)
+
+
 class MTQNetTrainer(Trainer):
     """Trainer for [`MTQNetForSpeechQualityAssessment`].
 
@@ -59,13 +77,20 @@ class MTQNetTrainer(Trainer):
       micro-batches of the optimiser step, so accumulating k batches of n equals one batch of k x n.
     - Logs `loss_superv`, `loss_semi` and `loss_<target>` beside `loss`.
     - `ssl_learning_rate`: a separate learning rate for a fine-tuned SSL encoder (default: the main one).
+    - `labelled_batch_share`: with pseudo labels, draw training clips (with replacement, seeded) so that this share
+      of each epoch carries primary labels, instead of their share of the data. With few labelled clips among many
+      pseudo-labelled ones, the primary heads otherwise see a labelled clip only now and then.
     """
 
     loss_is_scaled_for_ga = True  # compute_loss normalises by counts over the whole accumulation window
 
-    def __init__(self, *args: Any, ssl_learning_rate: float | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, ssl_learning_rate: float | None = None,
+                 labelled_batch_share: float | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.ssl_learning_rate = ssl_learning_rate
+        if labelled_batch_share is not None and not 0.0 < labelled_batch_share < 1.0:
+            raise ValueError(f"labelled_batch_share must be between 0 and 1 (exclusive), got {labelled_batch_share}")
+        self.labelled_batch_share = labelled_batch_share
         self._component_sums: dict[str, float] = defaultdict(float)
         self._component_steps = 0
 
@@ -128,6 +153,20 @@ class MTQNetTrainer(Trainer):
             self._component_steps = 0
         super().log(logs, start_time)
 
+    # -- sampling -----------------------------------------------------------------------------------------------------
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.labelled_batch_share is None or dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        weights = labelled_share_weights(has_primary_labels(dataset), self.labelled_batch_share)
+        if weights is None:
+            return super()._get_train_sampler(train_dataset)
+        generator = torch.Generator().manual_seed(int(self.args.data_seed if self.args.data_seed is not None
+                                                      else self.args.seed))
+        return torch.utils.data.WeightedRandomSampler(weights, num_samples=len(weights), replacement=True,
+                                                      generator=generator)
+
     # -- evaluation ---------------------------------------------------------------------------------------------------
 
     def prediction_step(
@@ -169,4 +208,5 @@ class MTQNetTrainer(Trainer):
         return self.optimizer
 
 
-__all__ = ["MTQNetTrainer", "make_compute_metrics", "load_speech_quality_metric", "SPEECH_QUALITY_METRIC"]
+__all__ = ["MTQNetTrainer", "make_compute_metrics", "has_primary_labels", "labelled_share_weights",
+           "load_speech_quality_metric", "SPEECH_QUALITY_METRIC"]

@@ -1,5 +1,5 @@
-"""Corpus builder: SNRs measured back, alignment, systems and codecs, determinism, resume, errors, held-out splits,
-settings (`CorpusSettings`) and compatibility with corpora of the pre-settings builder."""
+"""Corpus builder: SNRs measured back, alignment, systems and codecs, determinism, parallel workers, resume, errors,
+held-out splits, settings (`CorpusSettings`) and compatibility with corpora of the pre-settings builder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import soundfile
 
 from modeling_mtqnet.corpus import builder, signals, systems
 from modeling_mtqnet.corpus.builder import CorpusError, CorpusSettings, build_corpus
-from modeling_mtqnet.corpus.systems import CODECS, ENHANCERS, system_status
+from modeling_mtqnet.corpus.systems import CODECS, DISTORTIONS, ENHANCERS, system_status
 
 RATE = 16000
 SENTENCES = ("The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.")
@@ -172,6 +173,86 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, clean_dir):
     noisy_c = {k: v for k, v in c.items() if "/noisy/" in k}
     assert noisy_a != noisy_c and a["manifest.csv"] != c["manifest.csv"]
     assert first.written == 6
+
+
+def _recording_pids(monkeypatch, record: Path) -> None:
+    """Each utterance written appends the id of the process that wrote it to `record` (workers inherit the patch)."""
+    real = builder._write_utterance
+
+    def recording(item, context, output_dir):
+        with open(record, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return real(item, context, output_dir)
+
+    monkeypatch.setattr(builder, "_write_utterance", recording)
+
+
+def test_files_do_not_depend_on_the_number_of_workers(tmp_path, clean_dir, monkeypatch):
+    kwargs = dict(noises=["white", "pink", "babble", "speech_shaped", "hum"], snrs=[0, 10, float("inf")],
+                  systems=["none", "distortions"], count=12, seed=2, save_noise=True, level_jitter_db=3.0,
+                  progress=False)
+    _recording_pids(monkeypatch, tmp_path / "pids")
+    reports = {}
+    for workers in (1, 2):
+        reports[workers] = build_corpus(clean_dir, tmp_path / f"w{workers}", workers=workers, **kwargs)
+        pids = set((tmp_path / "pids").read_text().split())
+        (tmp_path / "pids").unlink()
+        # One worker: this process; two: two other processes.
+        assert pids == {str(os.getpid())} if workers == 1 else (len(pids) == 2 and str(os.getpid()) not in pids)
+    one, two = (_snapshot(tmp_path / f"w{workers}") for workers in (1, 2))
+    assert len([name for name in one if name.endswith(".wav")]) == 36
+    assert one == two  # every file, the manifest and corpus_info.json included
+    assert reports[1].rows == reports[2].rows and reports[1].written == reports[2].written == 12
+    assert reports[1].systems_used == reports[2].systems_used and reports[1].delays == reports[2].delays
+    rows = _rows(reports[2])
+    assert {row["system"] for row in rows} == {"none", *DISTORTIONS}
+    for row in rows:
+        assert row["system_kind"] == ("none" if row["system"] == "none" else "distortion")
+        degraded, clean = _read(tmp_path / "w2", row["path"]), _read(tmp_path / "w2", row["clean_path"])
+        assert degraded.size == clean.size
+        if row["system"] in ("reverb", "bandlimit"):
+            assert _lag(degraded, clean) == 0, row
+
+    # Resumed by two workers: only the missing utterances are written, the same bytes again.
+    removed = sorted(p for p in (tmp_path / "w2").rglob("*.wav") if "/noisy/" in p.as_posix())[::4]
+    for path in removed:
+        path.unlink()
+    (tmp_path / "w2" / "manifest.csv").unlink()
+    resumed = build_corpus(clean_dir, tmp_path / "w2", workers=2, **kwargs)
+    assert (resumed.written, resumed.reused) == (len(removed), 12 - len(removed))
+    assert _snapshot(tmp_path / "w2") == one
+
+
+def test_workers_report_and_raise_bad_utterances_as_one_process_does(tmp_path, clean_dir, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(clean_dir, broken)
+    soundfile.write(broken / "spk0" / "short.wav", np.full(500, 0.1), RATE)  # readable, but under 0.1 s
+    kwargs = dict(noises=["white"], systems=["none", "clipping"], seed=1, progress=False)
+    report = build_corpus(broken, tmp_path / "skip", skip_bad_files=True, workers=2, **kwargs)
+    assert len(report.bad_files) == 1 and "short.wav is too short" in report.bad_files[0]
+    assert len(report.rows) == 6 and report.written == 6  # one utterance per clean file, the short one left out
+    serial = build_corpus(broken, tmp_path / "skip1", skip_bad_files=True, workers=1, **kwargs)
+    assert serial.bad_files == report.bad_files and serial.rows == report.rows
+    with pytest.raises(CorpusError, match=r"short\.wav is too short"):
+        build_corpus(broken, tmp_path / "stop", workers=2, **kwargs)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(CorpusError, match="workers must be"):
+            build_corpus(clean_dir, tmp_path / "never", workers=bad, **kwargs)
+    assert not (tmp_path / "never").exists()
+
+    with pytest.raises(SystemExit):
+        builder.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--workers WORKERS processes generating utterances" in help_text and "distortions" in help_text
+    output = tmp_path / "cli"
+    assert builder.main(["--clean_dir", str(clean_dir), "--output_dir", str(output), "--count", "3", "--noises",
+                         "pink", "--systems", "distortions", "--workers", "2", "--no_progress"]) == 0
+    assert builder.main(["--clean_dir", str(clean_dir), "--output_dir", str(output), "--workers", "0",
+                         "--no_progress"]) == 2
+    assert "workers must be" in capsys.readouterr().err
+    assert builder.corpus_workers(None, 1) == builder.corpus_workers(8, 1) == 1
+    assert builder.corpus_workers(8, 3) == 3 and builder.corpus_workers(2, 10) == 2
+    assert 1 <= builder.corpus_workers(None, 100) <= (os.cpu_count() or 1)
 
 
 def test_resume_writes_nothing_new_and_restores_missing_files(tmp_path, clean_dir):

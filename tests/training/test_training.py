@@ -53,10 +53,11 @@ def arguments(output_dir, **overrides) -> TrainingArguments:
     return TrainingArguments(**values)
 
 
-def make_trainer(model, dataset, output_dir, **overrides) -> MTQNetTrainer:
+def make_trainer(model, dataset, output_dir, labelled_batch_share=None, **overrides) -> MTQNetTrainer:
     return MTQNetTrainer(model=model, args=arguments(output_dir, **overrides), train_dataset=dataset,
                          eval_dataset=dataset, data_collator=SpeechQualityCollator(),
-                         compute_metrics=make_compute_metrics(model.config.target_names))
+                         compute_metrics=make_compute_metrics(model.config.target_names),
+                         labelled_batch_share=labelled_batch_share)
 
 
 def run_train(tmp_path, name, *extra, corpus) -> Path:
@@ -296,3 +297,31 @@ def test_two_process_ddp_on_cpu(corpus, tmp_path):
     state = MTQNetForSpeechQualityAssessment.from_pretrained(output_dir)
     assert state.config.target_names == TARGETS
     assert "Training on 2 process(es)" in completed.stderr
+
+
+def test_labelled_batch_share_draws_labelled_clips_at_the_asked_share(corpus, tmp_path):
+    """MPL with few labelled clips: `labelled_batch_share` makes the sampler draw them at that share (seeded)."""
+    from modeling_mtqnet.training.trainer import has_primary_labels, labelled_share_weights
+
+    config = MTQNetConfig.from_preset("tiny", ssl_config=None, auxiliary_target_names=PSEUDO)
+    dataset = prepared(corpus["train"], config)
+    labels = np.asarray(dataset["labels"], dtype=np.float64)
+    labels[4:] = np.nan  # 4 of 16 clips keep their primary labels
+    dataset = dataset.remove_columns("labels").add_column("labels", labels.tolist())
+    labelled = has_primary_labels(dataset)
+    assert labelled.tolist() == [True] * 4 + [False] * 12
+    weights = labelled_share_weights(labelled, 0.5)
+    assert math.isclose(float(weights[labelled].sum()), 0.5) and math.isclose(float(weights.sum()), 1.0)
+    assert labelled_share_weights(np.ones(5, bool), 0.5) is None  # nothing to rebalance
+    model = MTQNetForSpeechQualityAssessment(config)
+    trainer = make_trainer(model, dataset, tmp_path / "share", labelled_batch_share=0.5)
+    draws = [list(trainer._get_train_sampler()) for _ in range(2)]
+    assert draws[0] == draws[1]  # seeded
+    assert len(draws[0]) == len(dataset)
+    sampler = torch.utils.data.WeightedRandomSampler(weights, num_samples=4000, replacement=True,
+                                                     generator=torch.Generator().manual_seed(0))
+    assert abs(np.mean(labelled[np.fromiter(sampler, int)]) - 0.5) < 0.03
+    plain = make_trainer(model, dataset, tmp_path / "plain")
+    assert not isinstance(plain._get_train_sampler(), torch.utils.data.WeightedRandomSampler)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        make_trainer(model, dataset, tmp_path / "bad", labelled_batch_share=1.0)

@@ -1,0 +1,381 @@
+"""How many labelled clips does MTQ-Net need, and how much do the teacher's pseudo labels buy? A label-efficiency study.
+
+On the corpus of `mtqnet build-pretrained teacher-pesq-stoi-sdi` (its work folder) and with the shipped teacher:
+
+1. parts (seeded): a student pool of `--pool` clips of the corpus's training split; its first `max(--sizes)` clips
+   are the labelled candidates, the next `--validation` clips a validation set shared by every run (model
+   selection); a test set of `--test` clips of the held-out part (speakers, and some noises and systems, never used
+   in training, by the teacher either);
+2. labels: DNSMOS P.835 SIG / BAK / OVRL (speechmos) as the primary targets S-MOS / N-MOS / G-MOS, for the candidates,
+   validation and test clips: **stand-ins**, not 3QUEST; the shipped teacher's PESQ / STOI / SDI predictions for every
+   pool clip (the pseudo labels);
+3. runs: for each size n, seed k and method: the labelled set is the first n candidates of a seed-k permutation (the
+   same for every method, so runs pair up, and nested: a larger size adds clips); scratch and KT train on it alone,
+   MPL and MPL+KT on it plus every other pool clip with pseudo labels only; one step budget for every method and size
+   (`--steps`), evaluation every `--steps / 4` steps on the validation set, the best checkpoint scored on the test set;
+4. report: per size, method and target, the mean LCC / SRCC / MSE over seeds with a 95% interval from a paired
+   bootstrap (test clips and seeds resampled together), the difference to scratch with its interval, a learning
+   curve PNG, and the reading in plain words (`report.md`, `results.json`, `learning_curve.png`).
+
+Runs are resumed one by one (a run with its predictions.csv is not trained again). The methods are the package's
+(`scratch kt mpl mpl_kt`) plus `mpl_balanced` / `mpl_kt_balanced`: the same with `--labelled_batch_share 0.5` (half of
+every epoch's draws carry primary labels).
+
+    .venv/bin/python benchmarks/label_efficiency.py --build_dir work/teacher --output_dir outputs/label_efficiency
+    .venv/bin/python benchmarks/label_efficiency.py ... --sizes 50 200 800 --seeds 0 1 2 --methods scratch mpl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from modeling_mtqnet.pretrained import resolve_model
+from modeling_mtqnet.tables import read_table, to_float, write_table
+from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
+
+STAND_IN_COLUMNS = {"s_mos": "dnsmos_sig", "n_mos": "dnsmos_bak", "g_mos": "dnsmos_ovrl"}
+METHODS = ("scratch", "kt", "mpl", "mpl_kt", "mpl_balanced", "mpl_kt_balanced")
+BALANCED_SHARE = 0.5
+TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
+
+
+def base_method(method: str) -> str:
+    return method.removesuffix("_balanced")
+
+
+def uses_pool(method: str) -> bool:
+    return base_method(method) in ("mpl", "mpl_kt")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parts and labels
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def make_parts(build_dir: Path, out: Path, pool: int, validation: int, test: int, candidates: int,
+               seed: int) -> dict[str, list[dict[str, Any]]]:
+    """pool / candidates / validation / test rows (absolute paths) from the teacher build's label tables."""
+    train = read_table(build_dir / "labels" / "train.csv")
+    held_out = read_table(build_dir / "labels" / "test.csv")
+    rng = np.random.default_rng([seed, 2024])
+    if candidates + validation > pool or pool > len(train) or test > len(held_out):
+        raise SystemExit(f"Sizes do not fit: pool {pool} (train split {len(train)}), candidates {candidates} + "
+                         f"validation {validation}, test {test} (held-out part {len(held_out)})")
+    pool_rows = [train[i] for i in rng.permutation(len(train))[:pool]]
+    test_rows = [held_out[i] for i in rng.permutation(len(held_out))[:test]]
+    keep = ("path", "clean_path", "speaker", "language", "noise_type", "system", "snr_db", "split")
+    pool_rows = [{k: row[k] for k in keep} for row in pool_rows]
+    test_rows = [{k: row[k] for k in keep} for row in test_rows]
+    parts = {"pool": pool_rows, "candidates": pool_rows[:candidates],
+             "validation": pool_rows[candidates:candidates + validation], "test": test_rows}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in parts.items():
+        write_table(out / f"{name}.csv", rows, list(rows[0]))
+    return parts
+
+
+def annotate(manifest: Path, output: Path, teacher_name: str, workers: int) -> list[dict[str, str]]:
+    from modeling_mtqnet.labels.annotate import annotate_file, make_teacher
+
+    if not output.is_file():
+        annotate_file(str(manifest), str(output), make_teacher(teacher_name, "path"), shard_size=500, batch_size=8,
+                      num_proc=workers if teacher_name == "dnsmos" else None)
+    return read_table(output)
+
+
+def label_parts(out: Path, workers: int) -> dict[str, dict[str, dict[str, str]]]:
+    """path -> labels: DNSMOS stand-ins (as s_mos / n_mos / g_mos) for candidates, validation and test; teacher
+    pseudo labels for the pool."""
+    labels: dict[str, dict[str, dict[str, str]]] = {}
+    for part in ("candidates", "validation", "test"):
+        rows = annotate(out / f"{part}.csv", out / f"{part}_dnsmos.csv", "dnsmos", workers)
+        labels[part] = {row["path"]: {target: row[column] for target, column in STAND_IN_COLUMNS.items()}
+                        for row in rows}
+    rows = annotate(out / "pool.csv", out / "pool_teacher.csv", resolve_model(TEACHER), workers)
+    labels["pool"] = {row["path"]: {target: row[target] for target in PSEUDO_LABEL_TARGETS} for row in rows}
+    return labels
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def run_files(out: Path, parts: dict, labels: dict, size: int, seed: int) -> dict[str, Path]:
+    """The training tables of one (size, seed): labelled alone, and labelled + pseudo-labelled pool."""
+    folder = out / "tables" / f"n{size}_seed{seed}"
+    files = {"labelled": folder / "labelled.csv", "pooled": folder / "pooled.csv"}
+    if all(path.is_file() for path in files.values()):
+        return files
+    candidates = parts["candidates"]
+    chosen = {candidates[i]["path"] for i in np.random.default_rng([seed, 7]).permutation(len(candidates))[:size]}
+    validation = {row["path"] for row in parts["validation"]}
+    empty = dict.fromkeys(PRIMARY_TARGETS, "")
+    pooled = []
+    for row in parts["pool"]:
+        if row["path"] in validation:
+            continue
+        primary = labels["candidates"][row["path"]] if row["path"] in chosen else empty
+        pooled.append({**row, **primary, **labels["pool"][row["path"]]})
+    labelled = [row for row in pooled if row["path"] in chosen]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_table(files["labelled"], labelled, list(labelled[0]))
+    write_table(files["pooled"], pooled, list(pooled[0]))
+    return files
+
+
+def shared_files(out: Path, parts: dict, labels: dict) -> dict[str, Path]:
+    """validation.csv and test.csv with their primary labels; validation also with the teacher's (MPL's evaluation
+    reads every label column of its training set)."""
+    files = {"validation": out / "tables" / "validation.csv", "test": out / "tables" / "test.csv"}
+    for name, path in files.items():
+        if not path.is_file():
+            rows = [{**row, **labels[name][row["path"]], **labels["pool"].get(row["path"], {})} for row in parts[name]]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_table(path, rows, list(rows[0]))
+    return files
+
+
+def train_run(method: str, size: int, seed: int, files: dict[str, Path], shared: dict[str, Path], output: Path,
+              args: argparse.Namespace) -> None:
+    from modeling_mtqnet.training.recipe import main as train_main
+
+    evaluate_every = max(1, args.steps // 4)
+    arguments = [
+        "--train_file", str(files["pooled" if uses_pool(method) else "labelled"]),
+        "--validation_file", str(shared["validation"]), "--test_file", str(shared["test"]),
+        "--output_dir", str(output), "--preset", args.preset, "--method", base_method(method),
+        "--target_columns", *PRIMARY_TARGETS, "--pseudo_label_columns", *PSEUDO_LABEL_TARGETS, "--ssl_model", "none",
+        "--max_train_duration_s", str(args.crop_s), "--max_steps", str(args.steps),
+        "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size", "16",
+        "--learning_rate", str(args.learning_rate), "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
+        "--seed", str(seed), "--data_seed", str(seed), "--eval_strategy", "steps", "--eval_steps",
+        str(evaluate_every), "--save_strategy", "steps", "--save_steps", str(evaluate_every), "--save_total_limit",
+        "1", "--load_best_model_at_end", "true", "--metric_for_best_model", "lcc", "--greater_is_better", "true",
+        "--logging_steps", "25", "--report_to", "none", "--skip_bad_files", "--dataloader_pin_memory", "false",
+        "--disable_tqdm", "true",
+    ]
+    if base_method(method) in ("kt", "mpl_kt"):
+        arguments += ["--teacher", resolve_model(TEACHER)]
+    if method.endswith("_balanced"):
+        arguments += ["--labelled_batch_share", str(BALANCED_SHARE)]
+    checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    if checkpoints:
+        arguments += ["--resume_from_checkpoint", str(checkpoints[-1])]
+    train_main(arguments, prog="label_efficiency")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def metrics(predicted: np.ndarray, true: np.ndarray) -> tuple[float, float, float]:
+    """LCC, SRCC, MSE (vectorised enough for the bootstrap)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    return float(pearsonr(predicted, true)[0]), float(spearmanr(predicted, true)[0]), \
+        float(np.mean((predicted - true) ** 2))
+
+
+def load_predictions(run: Path, test_paths: list[str]) -> np.ndarray:
+    """(clips, targets) predictions in `test_paths` order."""
+    rows = {Path(row["audio_id"]).name: row for row in read_table(run / "predictions.csv")}
+    return np.array([[to_float(rows[Path(p).name][f"{t}_pred"]) for t in PRIMARY_TARGETS] for p in test_paths])
+
+
+def bootstrap(values: dict[int, np.ndarray], reference: dict[int, np.ndarray] | None, true: np.ndarray,
+              rounds: int, rng: np.random.Generator) -> dict[str, list[float]]:
+    """Per target and metric: [mean over seeds, low, high] of the metric (or of its difference to `reference`, paired
+    by seed), the interval from resampling test clips and seeds together."""
+    seeds = sorted(values)
+    result: dict[str, list[float]] = {}
+    for k, target in enumerate(PRIMARY_TARGETS):
+        def statistic(clips: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
+            scores = []
+            for seed in chosen:
+                own = np.array(metrics(values[seed][clips, k], true[clips, k]))
+                if reference is not None:
+                    own = own - np.array(metrics(reference[seed][clips, k], true[clips, k]))
+                scores.append(own)
+            return np.mean(scores, axis=0)
+
+        everything = np.arange(true.shape[0])
+        point = statistic(everything, seeds)
+        draws = np.array([statistic(rng.integers(0, true.shape[0], true.shape[0]),
+                                    [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))])
+                          for _ in range(rounds)])
+        low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+        for m, name in enumerate(("lcc", "srcc", "mse")):
+            result[f"{target}_{name}"] = [round(float(point[m]), 4), round(float(low[m]), 4), round(float(high[m]), 4)]
+    return result
+
+
+def report(out: Path, sizes: list[int], seeds: list[int], methods: list[str], rounds: int) -> dict[str, Any]:
+    test = read_table(out / "tables" / "test.csv")
+    paths = [row["path"] for row in test]
+    true = np.array([[to_float(row[t]) for t in PRIMARY_TARGETS] for row in test])
+    rng = np.random.default_rng(0)
+    results: dict[str, Any] = {}
+    for size in sizes:
+        predictions = {method: {seed: load_predictions(out / "runs" / f"{method}_n{size}_seed{seed}", paths)
+                                for seed in seeds
+                                if (out / "runs" / f"{method}_n{size}_seed{seed}" / "predictions.csv").is_file()}
+                       for method in methods}
+        for method, by_seed in predictions.items():
+            if not by_seed:
+                continue
+            entry = {"seeds": sorted(by_seed), "metrics": bootstrap(by_seed, None, true, rounds, rng)}
+            scratch = predictions.get("scratch", {})
+            paired = sorted(set(by_seed) & set(scratch))
+            if method != "scratch" and paired:
+                entry["minus_scratch"] = bootstrap({s: by_seed[s] for s in paired}, scratch, true, rounds, rng)
+            results[f"{method}@{size}"] = entry
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_report(out, results, sizes, methods, len(paths))
+    plot(out, results, sizes, methods)
+    return results
+
+
+def write_report(out: Path, results: dict[str, Any], sizes: list[int], methods: list[str], test_clips: int) -> None:
+    lines = ["# Label efficiency (DNSMOS P.835 stand-in labels, shipped teacher)", "",
+             f"Test: {test_clips} clips of the held-out part. Cells: mean over seeds [95% paired-bootstrap interval]. "
+             "Primary labels are DNSMOS P.835 SIG / BAK / OVRL (speechmos) as S-MOS / N-MOS / G-MOS: stand-ins, "
+             "not 3QUEST.", ""]
+    for metric in ("lcc", "srcc", "mse"):
+        lines += [f"## {metric.upper()}", "", "| method | labelled | seeds | " + " | ".join(PRIMARY_TARGETS) + " |",
+                  "|---|---:|---:|" + "---|" * len(PRIMARY_TARGETS)]
+        for size in sizes:
+            for method in methods:
+                entry = results.get(f"{method}@{size}")
+                if entry:
+                    cells = [_cell(entry["metrics"][f"{t}_{metric}"]) for t in PRIMARY_TARGETS]
+                    lines.append(f"| {method} | {size} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Difference to scratch (LCC), paired by seed", "",
+              "| method | labelled | " + " | ".join(PRIMARY_TARGETS) + " |", "|---|---:|" + "---|" * 3]
+    reading = []
+    for size in sizes:
+        for method in methods:
+            entry = results.get(f"{method}@{size}")
+            if not entry or "minus_scratch" not in entry:
+                continue
+            diffs = [entry["minus_scratch"][f"{t}_lcc"] for t in PRIMARY_TARGETS]
+            lines.append(f"| {method} | {size} | " + " | ".join(_cell(d, signed=True) for d in diffs) + " |")
+            for target, (mean, low, high) in zip(PRIMARY_TARGETS, diffs):
+                verdict = "better than" if low > 0 else "worse than" if high < 0 else "not distinguishable from"
+                reading.append(f"- {method} with {size} labelled clips, {target}: {verdict} scratch "
+                               f"(LCC {mean:+.3f}, 95% interval {low:+.3f} to {high:+.3f}).")
+    lines += ["", "## Reading", "", *reading, ""]
+    (out / "report.md").write_text("\n".join(lines))
+
+
+def _cell(values: list[float], signed: bool = False) -> str:
+    mean, low, high = values
+    pattern = "{:+.3f}" if signed else "{:.3f}"
+    return f"{pattern.format(mean)} [{pattern.format(low)}, {pattern.format(high)}]"
+
+
+def plot(out: Path, results: dict[str, Any], sizes: list[int], methods: list[str]) -> None:
+    from modeling_mtqnet.training.reporting import agg_pyplot
+
+    plt = agg_pyplot()
+    figure, axes = plt.subplots(1, len(PRIMARY_TARGETS), figsize=(4 * len(PRIMARY_TARGETS), 3.4), sharey=True)
+    for axis, target in zip(axes, PRIMARY_TARGETS):
+        for method in methods:
+            points = [(size, results[f"{method}@{size}"]["metrics"][f"{target}_lcc"]) for size in sizes
+                      if f"{method}@{size}" in results]
+            if not points:
+                continue
+            x = [p[0] for p in points]
+            mean = [p[1][0] for p in points]
+            axis.errorbar(x, mean, yerr=[[m - p[1][1] for m, p in zip(mean, points)],
+                                         [p[1][2] - m for m, p in zip(mean, points)]], marker="o", capsize=3,
+                          label=method)
+        axis.set_xscale("log")
+        axis.set_xlabel("labelled clips")
+        axis.set_title(target)
+    axes[0].set_ylabel("test LCC (95% interval)")
+    axes[-1].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "learning_curve.png", dpi=110)
+    plt.close(figure)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build_dir", type=Path, required=True, help="work folder of `mtqnet build-pretrained`")
+    parser.add_argument("--output_dir", type=Path, default=Path("outputs/label_efficiency"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 800])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["scratch", "mpl", "mpl_balanced"], choices=METHODS)
+    parser.add_argument("--pool", type=int, default=3000, help="student pool clips (training split)")
+    parser.add_argument("--validation", type=int, default=100, help="labelled validation clips shared by every run")
+    parser.add_argument("--test", type=int, default=600, help="test clips (held-out part)")
+    parser.add_argument("--steps", type=int, default=200, help="optimiser steps of every run")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--crop_s", type=float, default=2.5, help="training clips are randomly cropped to this")
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap rounds")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the DNSMOS labels")
+    parser.add_argument("--report_only", action="store_true", help="only (re)write the report from finished runs")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = args.output_dir.resolve()
+    settings = {k: v for k, v in vars(args).items() if k in ("pool", "validation", "test", "steps", "batch_size",
+                                                             "learning_rate", "crop_s", "preset")}
+    settings["build_dir"] = str(args.build_dir.resolve())
+    settings_path = out / "settings.json"
+    if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
+        raise SystemExit(f"{out} holds a study with other settings ({settings_path}); use another --output_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    settings_path.write_text(json.dumps(settings, indent=2))
+    if not args.report_only:
+        if not (out / "parts" / "test.csv").is_file():
+            make_parts(args.build_dir, out / "parts", args.pool, args.validation, args.test, max(args.sizes), 0)
+        parts = {name: read_table(out / "parts" / f"{name}.csv")
+                 for name in ("pool", "candidates", "validation", "test")}
+        if len(parts["candidates"]) < max(args.sizes):
+            raise SystemExit(f"The study was set up with {len(parts['candidates'])} labelled candidates; "
+                             f"--sizes goes up to {max(args.sizes)}")
+        labels = label_parts(out / "parts", args.workers)
+        shared = shared_files(out, parts, labels)
+        timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
+        for size in args.sizes:
+            for seed in args.seeds:
+                files = run_files(out, parts, labels, size, seed)
+                for method in args.methods:
+                    name = f"{method}_n{size}_seed{seed}"
+                    output = out / "runs" / name
+                    if (output / "predictions.csv").is_file():
+                        continue
+                    print(f"[label_efficiency] {name}", flush=True)
+                    start = time.perf_counter()
+                    train_run(method, size, seed, files, shared, output, args)
+                    timings[name] = round(time.perf_counter() - start, 1)
+                    (out / "timings.json").write_text(json.dumps(timings, indent=2))
+    report(out, args.sizes, args.seeds, args.methods, args.bootstrap)
+    print((out / "report.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Models trained here and shipped inside the package, each a saved-model folder found by a short name, offline.
+
+    from modeling_mtqnet import pipeline, pretrained_path
+    scorer = pipeline("speech-quality-assessment", model="mtqnet/teacher-pesq-stoi-sdi")
+    model = AutoModel.from_pretrained(pretrained_path("mtqnet/teacher-pesq-stoi-sdi"))
+
+The commands (`mtqnet score --model`, `mtqnet annotate --teacher`, `mtqnet train --teacher`, `mtqnet app --model`)
+take the short names too. transformers' own `pipeline()` and `from_pretrained()` would look a short name up on the
+Hub, so give them `pretrained_path(name)`, or use this package's `pipeline`, which resolves it first. Each folder
+is what `save_pretrained` writes (config, feature-extractor config, safetensors weights) plus its model card
+(README.md) and `build_info.json`; `mtqnet build-pretrained NAME` rebuilds it from nothing (docs/pretrained.md).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PRETRAINED_DIR = Path(__file__).resolve().parent
+NAMESPACE = "mtqnet"
+
+#: short name -> folder (under this package) and what it is
+SHIPPED: dict[str, str] = {
+    "mtqnet/teacher-pesq-stoi-sdi": "non-intrusive PESQ / STOI / SDI estimator (the MPL teacher), `small` MOSA-Net "
+                                    "trunk trained on intrusive labels of real speech",
+}
+
+
+def folder_name(short_name: str) -> str:
+    """The package folder of a short name: `mtqnet/teacher-pesq-stoi-sdi` -> `teacher-pesq-stoi-sdi`."""
+    return short_name.split("/", 1)[1]
+
+
+def is_short_name(name: object) -> bool:
+    """Whether `name` is one of this package's short names (`mtqnet/...`)."""
+    return isinstance(name, str) and name in SHIPPED
+
+
+def pretrained_path(short_name: str) -> Path:
+    """The folder of a shipped model; a ValueError naming the shipped ones for anything else, or when the folder
+    has no weights (a source checkout where they were not built)."""
+    if short_name not in SHIPPED:
+        raise ValueError(f"{short_name!r} is not a model shipped with the package; shipped: {', '.join(SHIPPED)}")
+    folder = PRETRAINED_DIR / folder_name(short_name)
+    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
+        raise ValueError(f"The shipped model {short_name} has no weights in {folder}; rebuild it with "
+                         f"`mtqnet build-pretrained {folder_name(short_name)}`")
+    return folder
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> str:
+    """A shipped model's folder for its short name; anything else (a folder, a Hub id) unchanged. A local folder
+    that happens to carry the same name (./mtqnet/teacher-pesq-stoi-sdi) wins, as in transformers."""
+    name = os.fspath(name_or_path)
+    if is_short_name(name) and not Path(name).is_dir():
+        return str(pretrained_path(name))
+    return name
+
+
+__all__ = ["PRETRAINED_DIR", "SHIPPED", "folder_name", "is_short_name", "pretrained_path", "resolve_model"]

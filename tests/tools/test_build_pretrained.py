@@ -1,0 +1,83 @@
+"""`mtqnet build-pretrained`: a scaled-down rebuild of the shipped teacher runs end to end (corpus, intrusive labels,
+training, evaluation by factor, card), resumes, and never writes over a folder it did not write."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from modeling_mtqnet import MTQNetForSpeechQualityAssessment
+from modeling_mtqnet.tools import build_pretrained
+from modeling_mtqnet.tools.build_pretrained import factor_groups, main
+from tests.tools.conftest import build_arguments
+
+@pytest.fixture()
+def built(teacher_build) -> Path:
+    return teacher_build
+
+
+def test_scaled_down_rebuild_makes_a_loadable_model_with_a_card(built):
+    model_dir = built / "model"
+    model = MTQNetForSpeechQualityAssessment.from_pretrained(model_dir)
+    assert model.config.target_names == ["pesq", "stoi", "sdi"]
+    info = json.loads((model_dir / "build_info.json").read_text())
+    assert info["corpus"]["utterances"] == 200
+    assert info["labels"]["train"] + info["labels"]["test"] + info["labels"]["failed"] == 200
+    assert info["corpus"]["held_out_systems"] == ["clipping"]
+    assert info["corpus"]["held_out_noises"] == ["brown", "white"]
+    assert set(info["timings_s"]) >= {"corpus", "labels", "train", "evaluate"}
+    card = ModelCard.load(model_dir / "README.md")
+    metrics = {(r.metric_config, r.metric_type): r.metric_value for r in card.data.eval_results}
+    overall = info["evaluation"]["all"]
+    assert math.isclose(metrics[("pesq", "pearsonr")], overall["pesq"]["lcc"], abs_tol=1e-3)
+    assert "## The shipped teacher" in card.text and "system: unseen" in card.text
+
+
+def test_evaluation_reports_unseen_factors(built):
+    results = json.loads((built / "evaluation.json").read_text())
+    assert results["all"]["clips"] >= 20
+    assert "system: unseen" in results and "noise: unseen recording or type" in results
+    assert all(set(results["all"][t]) == {"lcc", "srcc", "mse"} for t in ("pesq", "stoi", "sdi"))
+    assert sum(entry["clips"] for group, entry in results.items() if group.startswith("system: ")) \
+        == results["all"]["clips"]
+
+
+def test_a_second_run_resumes_without_redoing_anything(built, build_speech, capsys):
+    speech = build_speech
+    before = (built / "model" / "model.safetensors").stat().st_mtime_ns
+    assert main(build_arguments(built, speech)) == 0
+    out = capsys.readouterr().out
+    assert out.count("done earlier") == 4  # corpus, labels, train, evaluate
+    assert (built / "model" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_other_settings_in_the_same_folder_are_refused(built, build_speech):
+    speech = build_speech
+    arguments = build_arguments(built, speech)
+    arguments[arguments.index("--count") + 1] = "300"
+    with pytest.raises(ValueError, match="other settings.*count"):
+        main(arguments)
+
+
+def test_a_foreign_model_folder_is_never_overwritten(tmp_path, build_speech, monkeypatch):
+    speech = build_speech
+    shipped = tmp_path / "pretrained"
+    (shipped / "teacher-pesq-stoi-sdi").mkdir(parents=True)
+    (shipped / "teacher-pesq-stoi-sdi" / "README.md").write_text("someone else's card")
+    monkeypatch.setattr(build_pretrained, "PRETRAINED_DIR", shipped)
+    with pytest.raises(ValueError, match="did not write"):
+        main([*build_arguments(tmp_path / "work", speech), "--install"])
+    assert (shipped / "teacher-pesq-stoi-sdi" / "README.md").read_text() == "someone else's card"
+
+
+def test_factor_groups_mark_held_out_conditions():
+    row = {"noise_type": "music/a", "system": "mp3", "speaker": "s", "language": "fr"}
+    groups = factor_groups(row, {"music/a"}, {"mp3"})
+    assert "noise: unseen recording or type" in groups and "system: unseen" in groups
+    assert "language=fr" in groups and "system=mp3" in groups
+    seen = factor_groups({**row, "noise_type": "none", "system": "none"}, {"music/a"}, {"mp3"})
+    assert "noise: none (clean or system only)" in seen and "system: seen in training" in seen

@@ -1,0 +1,84 @@
+"""benchmarks/label_efficiency.py: a scaled-down study runs end to end on a scaled-down teacher build (DNSMOS stand-in
+labels, the shipped teacher's pseudo labels, paired runs, bootstrap intervals, report and curve) and resumes; the
+bootstrap is checked on cases whose answer is known."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modeling_mtqnet.tables import read_table, to_float
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = importlib.util.spec_from_file_location("label_efficiency", REPO / "benchmarks" / "label_efficiency.py")
+study = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(study)
+
+SIZES = ["8", "16"]
+
+
+def _arguments(build: Path, out: Path) -> list[str]:
+    return ["--build_dir", str(build), "--output_dir", str(out), "--sizes", *SIZES, "--seeds", "0", "1",
+            "--methods", "scratch", "mpl_balanced", "--pool", "60", "--validation", "8", "--test", "24",
+            "--steps", "3", "--batch_size", "4", "--bootstrap", "50", "--workers", "1"]
+
+
+@pytest.fixture(scope="module")
+def finished(teacher_build, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("study") / "label_efficiency"
+    assert study.main(_arguments(teacher_build, out)) == 0
+    return out
+
+
+def test_study_reports_every_method_and_size_with_intervals(finished):
+    results = json.loads((finished / "results.json").read_text())
+    assert set(results) == {f"{m}@{n}" for m in ("scratch", "mpl_balanced") for n in SIZES}
+    for entry in results.values():
+        assert entry["seeds"] == [0, 1]
+        for mean, low, high in entry["metrics"].values():
+            assert low - 1e-9 <= high
+        assert -1.0 <= entry["metrics"]["g_mos_lcc"][0] <= 1.0
+    assert "minus_scratch" in results["mpl_balanced@8"] and "minus_scratch" not in results["scratch@8"]
+    report = (finished / "report.md").read_text()
+    assert "stand-ins" in report and "## Reading" in report and "mpl_balanced with 8 labelled clips" in report
+    assert (finished / "learning_curve.png").stat().st_size > 5000
+
+
+def test_training_tables_hold_n_labelled_clips_nested_and_pseudo_labels_for_all(finished):
+    small = read_table(finished / "tables" / "n8_seed0" / "pooled.csv")
+    large = read_table(finished / "tables" / "n16_seed0" / "pooled.csv")
+
+    def labelled(rows):
+        return {row["path"] for row in rows if row["s_mos"] != ""}
+
+    assert len(labelled(small)) == 8 and len(labelled(large)) == 16 and labelled(small) < labelled(large)
+    assert all(np.isfinite(to_float(row["pesq"])) for row in small)  # every pool clip has a pseudo label
+    validation = {row["path"] for row in read_table(finished / "tables" / "validation.csv")}
+    assert not validation & {row["path"] for row in small}
+    alone = read_table(finished / "tables" / "n8_seed0" / "labelled.csv")
+    assert {row["path"] for row in alone} == labelled(small)
+
+
+def test_a_second_run_trains_nothing_again(finished, teacher_build):
+    before = json.loads((finished / "timings.json").read_text())
+    assert len(before) == 8
+    assert study.main(_arguments(teacher_build, finished)) == 0
+    assert json.loads((finished / "timings.json").read_text()) == before
+
+
+def test_bootstrap_of_perfect_and_identical_predictions():
+    rng = np.random.default_rng(0)
+    true = rng.normal(3, 0.5, (40, 3))
+    perfect = {0: true.copy(), 1: true.copy()}
+    result = study.bootstrap(perfect, None, true, 30, rng)
+    assert result["s_mos_lcc"] == [1.0, 1.0, 1.0] and result["g_mos_mse"] == [0.0, 0.0, 0.0]
+    noisy = {seed: true + rng.normal(0, 0.5, true.shape) for seed in (0, 1)}
+    same = study.bootstrap(noisy, noisy, true, 30, rng)
+    assert all(values == [0.0, 0.0, 0.0] for values in same.values())
+    better = study.bootstrap(perfect, noisy, true, 30, rng)
+    mean, low, high = better["n_mos_lcc"]
+    assert 0 < low <= mean <= high  # perfect beats noisy on every resample
