@@ -289,7 +289,7 @@ def write_card(model_dir: Path, train_dir: Path, info: dict[str, Any], short_nam
     from ..sharing.model_card import CardOptions, render_card
 
     card = render_card(train_dir, CardOptions(
-        repo_id=short_name, license="cc-by-sa-3.0", method="scratch",
+        repo_id=short_name, license="other", method="scratch",
         labels_description="intrusive PESQ (ITU-T P.862.2 wide-band), STOI and SDI computed against the clean "
                            "reference of every corpus clip",
         pseudo_label_targets=[], dataset_name="MTQ-Net real-speech corpus, held-out test part (unseen speakers)"))
@@ -332,6 +332,11 @@ Every test speaker is unseen. "unseen" noise and system rows are conditions neve
 - Labels are intrusive measures of each clip against its clean reference, not listener opinions; PESQ and STOI
   themselves are known to misjudge some enhancement artefacts.
 - Scores on clips longer than the 2-6 s it was trained on rely on the pooling; the pipeline windows long audio.
+
+### Licence
+The weights were trained here. The recordings they were trained on are CC-BY-SA-3.0, CC-BY-3.0, GPL-2(+) and CC0
+(listed above); whether those licences reach trained weights is not settled, hence `license: other`. Check them for
+your use.
 
 ### Rebuild
 `mtqnet build-pretrained {short_name.split('/')[-1]} --work_dir work/teacher` rebuilds this folder from nothing
