@@ -386,6 +386,8 @@ def build_teacher(work_dir: Path, recipe: TeacherRecipe, *, packages_dir: Path |
 
     if clean_dir is None:
         assert pool_dir is not None
+        if not state.done("pool") and pool_dir.exists() and not (pool_dir / "pool_info.json").is_file():
+            shutil.rmtree(pool_dir)  # a pool stage killed halfway, inside this build's own folder: start it again
         stage("packages", lambda: speech_pool.fetch_packages(packages_dir, with_noise=True))
         stage("pool", lambda: print(speech_pool.summary(speech_pool.make_speech_pool(
             packages_dir, pool_dir, seed=recipe.seed, workers=workers))))

@@ -81,3 +81,26 @@ def test_factor_groups_mark_held_out_conditions():
     assert "language=fr" in groups and "system=mp3" in groups
     seen = factor_groups({**row, "noise_type": "none", "system": "none"}, {"music/a"}, {"mp3"})
     assert "noise: none (clean or system only)" in seen and "system: seen in training" in seen
+
+
+def test_a_pool_stage_killed_halfway_starts_again(tmp_path, monkeypatch):
+    """The pool folder of a build killed while making it is the build's own: the next run clears it and starts
+    the stage again (make_speech_pool itself refuses a non-empty folder without a finished pool)."""
+    from modeling_mtqnet.corpus import speech_pool
+
+    seen = []
+
+    def interrupted_pool(packages_dir, pool_dir, **options):
+        seen.append(pool_dir.exists())
+        (pool_dir / "speech").mkdir(parents=True)
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(speech_pool, "fetch_packages", lambda *args, **kwargs: None)
+    monkeypatch.setattr(speech_pool, "make_speech_pool", interrupted_pool)
+    arguments = ["teacher-pesq-stoi-sdi", "--work_dir", str(tmp_path / "work"), "--count", "10"]
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="killed"):
+            main(arguments)
+    assert seen == [False, False]
+    state = json.loads((tmp_path / "work" / "state.json").read_text())
+    assert "packages" in state["done"] and "pool" not in state["done"]
