@@ -91,13 +91,20 @@ def annotate(manifest: Path, output: Path, teacher_name: str, workers: int) -> l
     return read_table(output)
 
 
+def _mos(value: str) -> str:
+    """A stand-in MOS clipped to 1-5 (empty stays empty: a clip DNSMOS could not score)."""
+    number = to_float(value)
+    return "" if number != number else f"{min(5.0, max(1.0, number)):.6g}"
+
+
 def label_parts(out: Path, workers: int) -> dict[str, dict[str, dict[str, str]]]:
     """path -> labels: DNSMOS stand-ins (as s_mos / n_mos / g_mos) for candidates, validation and test; teacher
     pseudo labels for the pool."""
     labels: dict[str, dict[str, dict[str, str]]] = {}
     for part in ("candidates", "validation", "test"):
         rows = annotate(out / f"{part}.csv", out / f"{part}_dnsmos.csv", "dnsmos", workers)
-        labels[part] = {row["path"]: {target: row[column] for target, column in STAND_IN_COLUMNS.items()}
+        # DNSMOS P.835 can fall a little outside 1-5 (0.89 was seen); the MOS heads' range is [1, 5].
+        labels[part] = {row["path"]: {target: _mos(row[column]) for target, column in STAND_IN_COLUMNS.items()}
                         for row in rows}
     rows = annotate(out / "pool.csv", out / "pool_teacher.csv", resolve_model(TEACHER), workers)
     labels["pool"] = {row["path"]: {target: row[target] for target in PSEUDO_LABEL_TARGETS} for row in rows}
