@@ -38,10 +38,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from modeling_mtqnet.pretrained import resolve_model
-from modeling_mtqnet.tables import read_table, to_float, write_table
+from modeling_mtqnet.tables import columns_of, read_table, to_float, write_table
+from modeling_mtqnet.tools.demo import add_stand_in_labels, annotate
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 
-STAND_IN_COLUMNS = {"s_mos": "dnsmos_sig", "n_mos": "dnsmos_bak", "g_mos": "dnsmos_ovrl"}
 METHODS = ("scratch", "kt", "mpl", "mpl_kt", "mpl_balanced", "mpl_kt_balanced")
 BALANCED_SHARE = 0.5
 TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
@@ -78,23 +78,8 @@ def make_parts(build_dir: Path, out: Path, pool: int, validation: int, test: int
              "validation": pool_rows[candidates:candidates + validation], "test": test_rows}
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in parts.items():
-        write_table(out / f"{name}.csv", rows, list(rows[0]))
+        write_table(out / f"{name}.csv", rows, columns_of(rows))
     return parts
-
-
-def annotate(manifest: Path, output: Path, teacher_name: str, workers: int) -> list[dict[str, str]]:
-    from modeling_mtqnet.labels.annotate import annotate_file, make_teacher
-
-    if not output.is_file():
-        annotate_file(str(manifest), str(output), make_teacher(teacher_name, "path"), shard_size=500, batch_size=8,
-                      num_proc=workers if teacher_name == "dnsmos" else None)
-    return read_table(output)
-
-
-def _mos(value: str) -> str:
-    """A stand-in MOS clipped to 1-5 (empty stays empty: a clip DNSMOS could not score)."""
-    number = to_float(value)
-    return "" if number != number else f"{min(5.0, max(1.0, number)):.6g}"
 
 
 def label_parts(out: Path, workers: int) -> dict[str, dict[str, dict[str, str]]]:
@@ -102,11 +87,10 @@ def label_parts(out: Path, workers: int) -> dict[str, dict[str, dict[str, str]]]
     pseudo labels for the pool."""
     labels: dict[str, dict[str, dict[str, str]]] = {}
     for part in ("candidates", "validation", "test"):
-        rows = annotate(out / f"{part}.csv", out / f"{part}_dnsmos.csv", "dnsmos", workers)
-        # DNSMOS P.835 can fall a little outside 1-5 (0.89 was seen); the MOS heads' range is [1, 5].
-        labels[part] = {row["path"]: {target: _mos(row[column]) for target, column in STAND_IN_COLUMNS.items()}
-                        for row in rows}
-    rows = annotate(out / "pool.csv", out / "pool_teacher.csv", resolve_model(TEACHER), workers)
+        rows = add_stand_in_labels(annotate(out / f"{part}.csv", out / f"{part}_dnsmos.csv", "dnsmos",
+                                            num_proc=workers))
+        labels[part] = {row["path"]: {target: row[target] for target in PRIMARY_TARGETS} for row in rows}
+    rows = annotate(out / "pool.csv", out / "pool_teacher.csv", resolve_model(TEACHER))
     labels["pool"] = {row["path"]: {target: row[target] for target in PSEUDO_LABEL_TARGETS} for row in rows}
     return labels
 
@@ -134,8 +118,8 @@ def run_files(out: Path, parts: dict, labels: dict, size: int, seed: int) -> dic
         pooled.append({**row, **primary, **labels["pool"][row["path"]]})
     labelled = [row for row in pooled if row["path"] in chosen]
     folder.mkdir(parents=True, exist_ok=True)
-    write_table(files["labelled"], labelled, list(labelled[0]))
-    write_table(files["pooled"], pooled, list(pooled[0]))
+    write_table(files["labelled"], labelled, columns_of(labelled))
+    write_table(files["pooled"], pooled, columns_of(pooled))
     return files
 
 
@@ -147,13 +131,13 @@ def shared_files(out: Path, parts: dict, labels: dict) -> dict[str, Path]:
         if not path.is_file():
             rows = [{**row, **labels[name][row["path"]], **labels["pool"].get(row["path"], {})} for row in parts[name]]
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_table(path, rows, list(rows[0]))
+            write_table(path, rows, columns_of(rows))
     return files
 
 
 def train_run(method: str, size: int, seed: int, files: dict[str, Path], shared: dict[str, Path], output: Path,
               args: argparse.Namespace) -> None:
-    from modeling_mtqnet.training.recipe import main as train_main
+    from modeling_mtqnet.training.recipe import train_resuming
 
     evaluate_every = max(1, args.steps // 4)
     arguments = [
@@ -174,10 +158,7 @@ def train_run(method: str, size: int, seed: int, files: dict[str, Path], shared:
         arguments += ["--teacher", resolve_model(TEACHER)]
     if method.endswith("_balanced"):
         arguments += ["--labelled_batch_share", str(BALANCED_SHARE)]
-    checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    if checkpoints:
-        arguments += ["--resume_from_checkpoint", str(checkpoints[-1])]
-    train_main(arguments, prog="label_efficiency")
+    train_resuming(arguments, prog="label_efficiency")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -111,6 +111,16 @@ def write_table(path: str | os.PathLike, rows: Sequence[dict[str, Any]], columns
     return path
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` through a hidden partial file and a rename: readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part")
+    partial.write_text(text)
+    os.replace(partial, path)
+    return path
+
+
 def columns_of(rows: Sequence[dict[str, Any]]) -> list[str]:
     """Every key of `rows`, in first-seen order."""
     return list(dict.fromkeys(key for row in rows for key in row))

@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..model.feature_extraction_mtqnet import load_audio
-from ..tables import write_table
+from ..tables import atomic_write_text, write_table
 from ..threads import busy_cores, free_core_threads
 from ..vocabulary import AUDIO_EXTENSIONS, audio_suffixes
 from .signals import (
@@ -570,7 +570,7 @@ def check_or_write_config(output_dir: Path, config: dict[str, Any]) -> None:
                 "settings to resume it."
             )
         return
-    _atomic_write_text(path, json.dumps(config, indent=2))
+    atomic_write_text(path, json.dumps(config, indent=2))
 
 
 def plan_utterances(pools: dict[str, Pools], count: int, settings: CorpusSettings) -> list[Utterance]:
@@ -703,8 +703,8 @@ def _write_utterance(item: Utterance, context: UtteranceContext,
     paths = utterance_paths(item, context.settings.save_noise)
     for key, signal in audio.items():
         if paths[key] is not None:
-            _atomic_write_audio(output_dir / paths[key], signal)
-    _atomic_write_text(output_dir / _meta_path(item), json.dumps(meta, sort_keys=True))  # last: marks it complete
+            atomic_write_audio(output_dir / paths[key], signal)
+    atomic_write_text(output_dir / _meta_path(item), json.dumps(meta, sort_keys=True))  # last: marks it complete
     return meta, None
 
 
@@ -775,7 +775,7 @@ def write_manifest(report: CorpusReport, settings: CorpusSettings, config: dict[
                            if settings.snr_mode == "active" else "whole-file speech power / whole-file noise power"),
         "inputs": folders, "config": config,
     }
-    _atomic_write_text(report.manifest.parent / "corpus_info.json", json.dumps(info, indent=2))
+    atomic_write_text(report.manifest.parent / "corpus_info.json", json.dumps(info, indent=2))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -868,20 +868,14 @@ def _babble(length: int, rng: np.random.Generator, item: Utterance,
     return babble, ";".join(talker.relative for talker in chosen)
 
 
-def _atomic_write_audio(path: Path, samples: np.ndarray) -> None:
+def atomic_write_audio(path: Path, samples: np.ndarray) -> None:
+    """16 kHz PCM-16 WAV (clipped to +-1) through a hidden partial file and a rename."""
     import soundfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.part")
     soundfile.write(str(partial), np.clip(samples, -1.0, 1.0).astype(np.float32), SAMPLING_RATE, subtype="PCM_16",
                     format="WAV")
-    os.replace(partial, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
-    partial.write_text(text)
     os.replace(partial, path)
 
 

@@ -44,8 +44,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..tables import write_table
+from ..model.feature_extraction_mtqnet import active_power_of_frames
+from ..tables import atomic_write_text, columns_of, write_table
 from ..vocabulary import audio_suffixes
+from .builder import atomic_write_audio
 from .signals import SAMPLING_RATE, CorpusError, active_speech_power, frame_powers
 
 FRAME = 320  # 20 ms at 16 kHz
@@ -238,7 +240,7 @@ def estimated_snr_db(signal: np.ndarray) -> float:
     """Active speech power against the noise floor (1st percentile of the 20 ms frame powers: in a short
     file the quietest frames are its only pauses), in dB; inf when the floor is digital silence."""
     powers = frame_powers(signal, FRAME)
-    speech = active_speech_power(signal, FRAME)
+    speech = active_power_of_frames(powers)
     floor = float(np.percentile(powers, 1))
     if speech <= 0:
         return -math.inf
@@ -268,16 +270,22 @@ class SpeechFile:
     sex: str
 
 
+def _package_root(packages_dir: Path, source: SpeechSource | NoiseSource) -> Path:
+    """The folder of `source` inside its unpacked package; a CorpusError naming the fetch command when missing."""
+    root = packages_dir / source.package / source.root
+    if not root.is_dir():
+        raise CorpusError(f"{packages_dir / source.package} is missing or not unpacked (no {source.root}): run "
+                          "`mtqnet speech-pool --fetch` first")
+    return root
+
+
 def scan_speech(packages_dir: Path, sources: Sequence[SpeechSource] = SPEECH_SOURCES) -> list[SpeechFile]:
     """Every speech file of the unpacked packages (`packages_dir/<package>/...`), sorted; a missing package is an
     error naming the fetch script."""
     suffixes = audio_suffixes()
     files = []
     for source in sources:
-        root = packages_dir / source.package / source.root
-        if not root.is_dir():
-            raise CorpusError(f"{packages_dir / source.package} is missing or not unpacked (no {source.root}): run "
-                              "`mtqnet speech-pool --fetch` first")
+        root = _package_root(packages_dir, source)
         for path in sorted(root.rglob("*")):
             if not path.is_file() or path.suffix.lower() not in suffixes:
                 continue
@@ -292,10 +300,7 @@ def scan_noise(packages_dir: Path, sources: Sequence[NoiseSource] = NOISE_SOURCE
     """Every noise file of the unpacked packages, sorted."""
     found = []
     for source in sources:
-        root = packages_dir / source.package / source.root
-        if not root.is_dir():
-            raise CorpusError(f"{packages_dir / source.package} is missing or not unpacked (no {source.root}): run "
-                              "`mtqnet speech-pool --fetch` first")
+        root = _package_root(packages_dir, source)
         found += [(source, path) for path in sorted(root.rglob("*"))
                   if path.is_file() and re.search(source.pattern, path.relative_to(root).as_posix())]
     return found
@@ -364,16 +369,6 @@ def plan_clips(lengths: Sequence[int], rng: np.random.Generator) -> list[list[tu
     if current and size >= low:
         clips.append(current)
     return clips
-
-
-def _write_wav(path: Path, samples: np.ndarray) -> None:
-    import soundfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
-    soundfile.write(str(partial), np.clip(samples, -1, 1).astype(np.float32), SAMPLING_RATE, subtype="PCM_16",
-                    format="WAV")
-    os.replace(partial, path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -478,7 +473,7 @@ def make_speech_pool(packages_dir: str | os.PathLike, output_dir: str | os.PathL
                 parts.append(items[item][1][start:end])
             samples = level_normalised(np.concatenate(parts).astype(np.float64))
             relative = f"speech/{speaker}/{speaker}_{index:05d}.wav"
-            _write_wav(output_dir / relative, samples)
+            atomic_write_audio(output_dir / relative, samples)
             seconds += samples.size / SAMPLING_RATE
             clip_rows.append({"path": relative, "speaker": speaker,
                               "language": ";".join(sorted({items[item][0].language for item, _, _ in clip})),
@@ -505,13 +500,13 @@ def make_speech_pool(packages_dir: str | os.PathLike, output_dir: str | os.PathL
         name = re.sub(r"[^A-Za-z0-9.+-]+", "-", path.relative_to(packages_dir / source.package / source.root)
                       .with_suffix("").as_posix()).strip("-")
         relative = f"noise/{source.category}/{source.package}_{name}.wav"
-        _write_wav(output_dir / relative, signal / max(1.0, float(np.max(np.abs(signal))) / 0.99))
+        atomic_write_audio(output_dir / relative, signal / max(1.0, float(np.max(np.abs(signal))) / 0.99))
         noise_rows.append({"path": relative, "category": source.category, "package": source.package,
                            "version": source.version, "licence": source.licence,
                            "duration_s": round(signal.size / SAMPLING_RATE, 3)})
 
     for name, rows in (("speakers", speakers), ("clips", clip_rows), ("noises", noise_rows)):
-        write_table(output_dir / f"{name}.csv", rows, list(rows[0]) if rows else ["path"])
+        write_table(output_dir / f"{name}.csv", rows, columns_of(rows) or ["path"])
     hours = round(sum(row["duration_s"] for row in clip_rows) / 3600, 3)
     info = {"settings": settings, "speakers": speakers, "clips": len(clip_rows), "hours": hours,
             "noises": len(noise_rows), "dropped": dropped,
@@ -520,9 +515,7 @@ def make_speech_pool(packages_dir: str | os.PathLike, output_dir: str | os.PathL
                         for s in speech_sources]
             + [{"package": s.package, "version": s.version, "licence": s.licence, "kind": f"noise: {s.category}"}
                for s in noise_sources]}
-    partial = info_path.with_name(".pool_info.json.part")
-    partial.write_text(json.dumps(info, indent=2))
-    os.replace(partial, info_path)  # last: marks the pool complete
+    atomic_write_text(info_path, json.dumps(info, indent=2))  # last: marks the pool complete
     return PoolReport(output_dir, speakers, len(clip_rows), hours, len(noise_rows), dropped, reused=False)
 
 

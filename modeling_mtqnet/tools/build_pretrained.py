@@ -39,7 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..pretrained import PRETRAINED_DIR, SHIPPED
-from ..tables import read_table, to_float, write_table
+from ..tables import atomic_write_text, columns_of, read_table, to_float, write_table
 from ..vocabulary import PSEUDO_LABEL_TARGETS
 
 STAGES = ("packages", "pool", "corpus", "labels", "train", "evaluate", "ship")
@@ -126,9 +126,7 @@ class BuildState:
             self.save()
 
     def save(self) -> None:
-        partial = self.path.with_name(".state.json.part")
-        partial.write_text(json.dumps(self.state, indent=2))
-        os.replace(partial, self.path)
+        atomic_write_text(self.path, json.dumps(self.state, indent=2))
 
     def done(self, stage: str) -> bool:
         return stage in self.state["done"]
@@ -179,7 +177,7 @@ def label_tables(manifest: Path, labelled: Path, languages: dict[str, str], out_
         row["language"] = languages.get(row["speaker"], "unknown")
         kept[row["split"]].append(row)
     for split, split_rows in kept.items():
-        write_table(out_dir / f"{split}.csv", split_rows, list(split_rows[0]) if split_rows else ["path"])
+        write_table(out_dir / f"{split}.csv", split_rows, columns_of(split_rows) or ["path"])
     return {"train": len(kept["train"]), "test": len(kept["test"]), "failed": failed}
 
 
@@ -198,17 +196,6 @@ def train_arguments(recipe: TeacherRecipe, labels_dir: Path, output_dir: Path) -
         "--greater_is_better", "true", "--logging_steps", "50", "--report_to", "none", "--skip_bad_files",
         "--dataloader_pin_memory", "false", "--disable_tqdm", "false",
     ]
-
-
-def run_training(arguments: list[str]) -> dict[str, float]:
-    """`mtqnet train`, resumed from the last checkpoint of an interrupted run."""
-    from ..training.recipe import main as train_main
-
-    output_dir = Path(arguments[arguments.index("--output_dir") + 1])
-    checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    if checkpoints:
-        arguments = [*arguments, "--resume_from_checkpoint", str(checkpoints[-1])]
-    return train_main(arguments, prog="mtqnet build-pretrained (train)")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -359,6 +346,7 @@ def build_teacher(work_dir: Path, recipe: TeacherRecipe, *, packages_dir: Path |
     from ..corpus import speech_pool
     from ..corpus.builder import build_corpus
     from ..labels.annotate import IntrusiveTeacher, annotate_file
+    from ..training.recipe import train_resuming
 
     work_dir = work_dir.resolve()
     settings = {"recipe": recipe.as_json(), "clean_dir": str(clean_dir) if clean_dir else None,
@@ -402,7 +390,8 @@ def build_teacher(work_dir: Path, recipe: TeacherRecipe, *, packages_dir: Path |
         (labels_dir / "counts.json").write_text(json.dumps(counts))
 
     stage("labels", labels)
-    stage("train", lambda: run_training(train_arguments(recipe, labels_dir, train_dir)))
+    stage("train", lambda: train_resuming(train_arguments(recipe, labels_dir, train_dir),
+                                          prog="mtqnet build-pretrained (train)"))
 
     corpus_info = json.loads((corpus_dir / "corpus_info.json").read_text())
     config = corpus_info["config"]

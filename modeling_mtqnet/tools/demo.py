@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..tables import read_table, write_table
+from ..tables import read_table, to_float, write_table
 from ..vocabulary import (
     ERROR_COLUMN,
     METHOD_DISPLAY_NAMES,
@@ -178,9 +178,19 @@ def split_training_part(rows: list[dict[str, str]], teacher_fraction: float, see
     return teacher, student
 
 
+def stand_in_mos(value: str) -> str:
+    """A DNSMOS value as a stand-in MOS: clipped into 1-5, the MOS heads' range (DNSMOS P.835 SIG gave 0.89 on real
+    speech); values inside it and empty cells (a clip DNSMOS could not score) are kept as they are."""
+    number = to_float(value)
+    if number != number or 1.0 <= number <= 5.0:
+        return "" if number != number else value
+    return f"{min(5.0, max(1.0, number)):g}"
+
+
 def add_stand_in_labels(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Copy DNSMOS P.835 SIG / BAK / OVRL into the primary label columns s_mos / n_mos / g_mos."""
-    return [{**row, **{target: row[column] for target, column in STAND_IN_COLUMNS.items()}} for row in rows]
+    """Copy DNSMOS P.835 SIG / BAK / OVRL into the primary label columns s_mos / n_mos / g_mos (`stand_in_mos`)."""
+    return [{**row, **{target: stand_in_mos(row[column]) for target, column in STAND_IN_COLUMNS.items()}}
+            for row in rows]
 
 
 def merge_label_columns(rows: list[dict[str, str]], annotated: list[dict[str, str]], columns: Sequence[str]
@@ -192,7 +202,8 @@ def merge_label_columns(rows: list[dict[str, str]], annotated: list[dict[str, st
     return [{**row, **{column: other[column] for column in columns}} for row, other in zip(rows, annotated)]
 
 
-def annotate(manifest: Path, output: Path, teacher_name: str, clean_column: str | None = None) -> list[dict[str, str]]:
+def annotate(manifest: Path, output: Path, teacher_name: str, clean_column: str | None = None,
+             num_proc: int | None = None) -> list[dict[str, str]]:
     """Run `mtqnet annotate`'s `annotate_file` (resumable shards) and return the annotated rows."""
     from tqdm.auto import tqdm
 
@@ -200,7 +211,7 @@ def annotate(manifest: Path, output: Path, teacher_name: str, clean_column: str 
 
     teacher = make_teacher(teacher_name, "path", clean_column)
     label = Path(teacher_name).name if Path(teacher_name).exists() else teacher_name
-    annotate_file(str(manifest), str(output), teacher, shard_size=200, batch_size=8, num_proc=None,
+    annotate_file(str(manifest), str(output), teacher, shard_size=200, batch_size=8, num_proc=num_proc,
                   progress=lambda shards: tqdm(shards, desc=f"{label} labels for {manifest.stem}", unit="shard"))
     annotated = read_rows(output)
     failed = [row for row in annotated if row.get(ERROR_COLUMN)]
@@ -240,15 +251,10 @@ def train_arguments(args: argparse.Namespace, size: DemoSize, output_dir: Path, 
 
 def run_training(arguments: list[str]) -> dict[str, float]:
     """`mtqnet train` in this process, resuming from the run's last checkpoint when an earlier run was cut off."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     from ..training import recipe
 
     output_dir = Path(arguments[arguments.index("--output_dir") + 1])
-    if output_dir.is_dir() and (last := get_last_checkpoint(str(output_dir))):
-        print(f"Resuming {output_dir.name} from {Path(last).name}")
-        arguments = [*arguments, "--resume_from_checkpoint", last]
-    results = recipe.main(arguments)
+    results = recipe.train_resuming(arguments)
     for checkpoint in output_dir.glob("checkpoint-*"):
         shutil.rmtree(checkpoint)  # the finished model is saved beside them; keep the demo folder small
     return results

@@ -317,5 +317,16 @@ def main(argv: list[str] | None = None, prog: str | None = "mtqnet train") -> di
     return write_outputs(trainer, output_dir, model_args.method, eval_metrics, *scored)
 
 
+def train_resuming(arguments: list[str], prog: str | None = "mtqnet train") -> dict[str, float]:
+    """`main(arguments)`, resumed from the last checkpoint in its --output_dir when an earlier run was cut off."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    output_dir = Path(arguments[arguments.index("--output_dir") + 1])
+    if output_dir.is_dir() and (last := get_last_checkpoint(str(output_dir))):
+        print(f"Resuming {output_dir.name} from {Path(last).name}")
+        arguments = [*arguments, "--resume_from_checkpoint", last]
+    return main(arguments, prog=prog)
+
+
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from modeling_mtqnet.tables import read_table, to_float
+from modeling_mtqnet.tools.demo import stand_in_mos
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location("label_efficiency", REPO / "benchmarks" / "label_efficiency.py")
@@ -86,5 +87,5 @@ def test_bootstrap_of_perfect_and_identical_predictions():
 
 def test_stand_in_labels_are_clipped_to_the_mos_range():
     # DNSMOS P.835 SIG gave 0.89 on a real-speech clip; the MOS heads (and their label check) span 1-5.
-    assert study._mos("0.886801") == "1" and study._mos("5.2") == "5" and study._mos("3.25") == "3.25"
-    assert study._mos("") == "" and study._mos("nan") == ""
+    assert stand_in_mos("0.886801") == "1" and stand_in_mos("5.2") == "5" and stand_in_mos("3.25") == "3.25"
+    assert stand_in_mos("") == "" and stand_in_mos("nan") == ""
