@@ -43,6 +43,7 @@ OVERHEAD_AIM = 0.25
 # of every large tensor). On a VM whose page faults are expensive this removes most of the run-to-run noise.
 MALLOC_KEEP_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**36)}
 AIM_DURATION_S = 10.0
+DTYPE_NAMES = ("fp32", "bf16")
 
 # Both presets get a WavLM-base-sized encoder (768-d, 12 layers, group norm); "small" keeps its aligned fusion and
 # its own 128-d SSL projection.
@@ -72,6 +73,7 @@ class BenchmarkCase:
     time_budget_s: float
     threads: int
     seed: int
+    dtype: str = "fp32"
 
     @property
     def audio_seconds(self) -> float:
@@ -148,13 +150,22 @@ def component_timers(model: Any) -> dict[str, CallTimer]:
     return timers
 
 
-def build_model(preset: str) -> Any:
+def build_model(preset: str, dtype: str = "fp32") -> Any:
+    """The inference model; bf16 goes through save_pretrained + from_pretrained(dtype=...), as a user loads it (the
+    sinc filters and heads stay float32)."""
+    import tempfile
+
     from modeling_mtqnet import MTQNetConfig, MTQNetForSpeechQualityAssessment
+    from modeling_mtqnet.tools.score import DTYPES
 
     config = MTQNetConfig.from_preset(preset, **PRESET_OVERRIDES[preset])
     model = MTQNetForSpeechQualityAssessment(config).drop_auxiliary_heads().eval()
     if model.mtqnet.ssl_encoder is None:
         raise RuntimeError(f"preset {preset!r} was built without an SSL encoder")
+    if dtype != "fp32":
+        with tempfile.TemporaryDirectory() as folder:
+            model.save_pretrained(folder)
+            model = MTQNetForSpeechQualityAssessment.from_pretrained(folder, dtype=DTYPES[dtype]).eval()
     return model
 
 
@@ -205,7 +216,7 @@ def run_case(case: BenchmarkCase) -> CaseResult:
     hf_logging.set_verbosity_error()
     torch.set_num_threads(case.threads)
     torch.manual_seed(case.seed)
-    model = build_model(case.preset)
+    model = build_model(case.preset, case.dtype)
     input_values, attention_mask = make_inputs(case.batch_size, case.duration_s)
     ssl_timer = CallTimer([model.mtqnet.ssl_encoder])
     timers = component_timers(model)
@@ -276,12 +287,12 @@ def format_number(value: float, digits: int) -> str:
 
 def results_table(results: list[CaseResult]) -> str:
     lines = [
-        "| preset | batch | audio s | RTF total | RTF SSL | RTF trunk | trunk/SSL | peak MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| preset | dtype | batch | audio s | RTF total | RTF SSL | RTF trunk | trunk/SSL | peak MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         c = r.case
-        cells = [c.preset, str(c.batch_size), f"{c.duration_s:g}"]
+        cells = [c.preset, c.dtype, str(c.batch_size), f"{c.duration_s:g}"]
         if r.error:
             cells += ["failed"] + [""] * 4 + [r.error]
         else:
@@ -295,15 +306,15 @@ def components_table(results: list[CaseResult]) -> str:
     """Share of the trunk's time per module; 'other' is the rest (fusion, padding, packing, masks)."""
     names = list(TRUNK_COMPONENTS) + ["other"]
     lines = [
-        "| preset | batch | audio s | trunk s | " + " | ".join(names) + " |",
-        "|---|---:|---:|---:|" + "---:|" * len(names),
+        "| preset | dtype | batch | audio s | trunk s | " + " | ".join(names) + " |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(names),
     ]
     for r in results:
         if r.error:
             continue
         shares = dict(r.components_s)
         shares["other"] = r.trunk_s - sum(shares.values())
-        cells = [r.case.preset, str(r.case.batch_size), f"{r.case.duration_s:g}", f"{r.trunk_s:.2f}"]
+        cells = [r.case.preset, r.case.dtype, str(r.case.batch_size), f"{r.case.duration_s:g}", f"{r.trunk_s:.2f}"]
         cells += [f"{100 * shares[name] / r.trunk_s:.0f}%" if name in shares else "—" for name in names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -316,9 +327,23 @@ def overhead_summary(results: list[CaseResult]) -> str:
             continue
         verdict = "meets" if r.overhead <= OVERHEAD_AIM else "misses"
         lines.append(
-            f"- trunk overhead at {AIM_DURATION_S:g} s, {r.case.preset}, batch {r.case.batch_size}: "
+            f"- trunk overhead at {AIM_DURATION_S:g} s, {r.case.preset} {r.case.dtype}, batch {r.case.batch_size}: "
             f"{100 * r.overhead:.0f}% of SSL time ({verdict} the <= {100 * OVERHEAD_AIM:.0f}% aim)"
         )
+    return "\n".join(lines)
+
+
+def speedup_summary(results: list[CaseResult]) -> str:
+    """bf16 against fp32 of the same configuration (same run): total time ratio and SSL-encoder time ratio."""
+    by_key = {(r.case.preset, r.case.batch_size, r.case.duration_s, r.case.dtype): r for r in results if not r.error}
+    lines = []
+    for (preset, batch, duration, dtype), reduced in by_key.items():
+        full = by_key.get((preset, batch, duration, "fp32"))
+        if dtype == "fp32" or full is None:
+            continue
+        lines.append(f"- {dtype} speed-up, {preset} batch {batch} x {duration:g} s: {full.total_s / reduced.total_s:.2f}x "
+                     f"in all, {full.ssl_s / reduced.ssl_s:.2f}x in the SSL encoder, "
+                     f"{full.trunk_s / reduced.trunk_s:.2f}x in the trunk")
     return "\n".join(lines)
 
 
@@ -357,6 +382,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="'keep': run workers with glibc MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised, so "
                              "freed tensors' memory is reused rather than unmapped and faulted in again (steadier "
                              "timings); 'default': the allocator as a user gets it")
+    parser.add_argument("--dtypes", nargs="+", default=list(DTYPE_NAMES), choices=list(DTYPE_NAMES),
+                        help="weights' precision; bf16 loads the model with from_pretrained(dtype=torch.bfloat16)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed for weights and inputs")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results to this JSON file")
@@ -370,24 +397,27 @@ def main(argv: list[str] | None = None) -> None:
         worker_main(args.worker)
         return
     cases = [
-        BenchmarkCase(preset, batch, duration, args.repeats, args.time_budget, args.threads, args.seed)
+        BenchmarkCase(preset, batch, duration, args.repeats, args.time_budget, args.threads, args.seed, dtype)
         for preset in args.presets
         for batch in args.batch_sizes
         for duration in args.durations
+        for dtype in args.dtypes
     ]
     results = []
     for case in cases:
         if skipped(case, args.skip, args.max_batch_audio):
-            print(f"skip {case.preset} batch {case.batch_size} x {case.duration_s:g} s", file=sys.stderr)
+            print(f"skip {case.preset} {case.dtype} batch {case.batch_size} x {case.duration_s:g} s", file=sys.stderr)
             continue
         start = time.perf_counter()
         result = run_in_subprocess(case, keep_freed_memory=args.malloc == "keep")
-        print(f"{case.preset} batch {case.batch_size} x {case.duration_s:g} s: {progress_line(result)} "
+        print(f"{case.preset} {case.dtype} batch {case.batch_size} x {case.duration_s:g} s: {progress_line(result)} "
               f"[{time.perf_counter() - start:.0f} s wall]", file=sys.stderr, flush=True)
         results.append(result)
     print(results_table(results))
     print()
     print(overhead_summary(results))
+    print()
+    print(speedup_summary(results))
     print()
     print("Share of trunk time per module:")
     print()

@@ -37,14 +37,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from modeling_mtqnet.pretrained import resolve_model
-from modeling_mtqnet.tables import columns_of, read_table, to_float, write_table
-from modeling_mtqnet.tools.demo import add_stand_in_labels, annotate
-from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
+from modeling_mtqnet.tables import read_table, to_float
+from modeling_mtqnet.tools.build_student import (
+    TEACHER, draw_parts, evaluation_tables, label_parts, student_arguments, training_tables,
+)
+from modeling_mtqnet.vocabulary import PRIMARY_TARGETS
 
 METHODS = ("scratch", "kt", "mpl", "mpl_kt", "mpl_balanced", "mpl_kt_balanced")
 BALANCED_SHARE = 0.5
-TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
 
 
 def base_method(method: str) -> str:
@@ -63,36 +63,11 @@ def uses_pool(method: str) -> bool:
 def make_parts(build_dir: Path, out: Path, pool: int, validation: int, test: int, candidates: int,
                seed: int) -> dict[str, list[dict[str, Any]]]:
     """pool / candidates / validation / test rows (absolute paths) from the teacher build's label tables."""
-    train = read_table(build_dir / "labels" / "train.csv")
-    held_out = read_table(build_dir / "labels" / "test.csv")
-    rng = np.random.default_rng([seed, 2024])
-    if candidates + validation > pool or pool > len(train) or test > len(held_out):
-        raise SystemExit(f"Sizes do not fit: pool {pool} (train split {len(train)}), candidates {candidates} + "
-                         f"validation {validation}, test {test} (held-out part {len(held_out)})")
-    pool_rows = [train[i] for i in rng.permutation(len(train))[:pool]]
-    test_rows = [held_out[i] for i in rng.permutation(len(held_out))[:test]]
-    keep = ("path", "clean_path", "speaker", "language", "noise_type", "system", "snr_db", "split")
-    pool_rows = [{k: row[k] for k in keep} for row in pool_rows]
-    test_rows = [{k: row[k] for k in keep} for row in test_rows]
-    parts = {"pool": pool_rows, "candidates": pool_rows[:candidates],
-             "validation": pool_rows[candidates:candidates + validation], "test": test_rows}
-    out.mkdir(parents=True, exist_ok=True)
-    for name, rows in parts.items():
-        write_table(out / f"{name}.csv", rows, columns_of(rows))
-    return parts
-
-
-def label_parts(out: Path, workers: int) -> dict[str, dict[str, dict[str, str]]]:
-    """path -> labels: DNSMOS stand-ins (as s_mos / n_mos / g_mos) for candidates, validation and test; teacher
-    pseudo labels for the pool."""
-    labels: dict[str, dict[str, dict[str, str]]] = {}
-    for part in ("candidates", "validation", "test"):
-        rows = add_stand_in_labels(annotate(out / f"{part}.csv", out / f"{part}_dnsmos.csv", "dnsmos",
-                                            num_proc=workers))
-        labels[part] = {row["path"]: {target: row[target] for target in PRIMARY_TARGETS} for row in rows}
-    rows = annotate(out / "pool.csv", out / "pool_teacher.csv", resolve_model(TEACHER))
-    labels["pool"] = {row["path"]: {target: row[target] for target in PSEUDO_LABEL_TARGETS} for row in rows}
-    return labels
+    try:
+        return draw_parts(read_table(build_dir / "labels" / "train.csv"), read_table(build_dir / "labels" / "test.csv"),
+                          out, pool=pool, candidates=candidates, validation=validation, test=test, seed=seed)
+    except ValueError as problem:
+        raise SystemExit(str(problem)) from problem
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -100,64 +75,15 @@ def label_parts(out: Path, workers: int) -> dict[str, dict[str, dict[str, str]]]
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def run_files(out: Path, parts: dict, labels: dict, size: int, seed: int) -> dict[str, Path]:
-    """The training tables of one (size, seed): labelled alone, and labelled + pseudo-labelled pool."""
-    folder = out / "tables" / f"n{size}_seed{seed}"
-    files = {"labelled": folder / "labelled.csv", "pooled": folder / "pooled.csv"}
-    if all(path.is_file() for path in files.values()):
-        return files
-    candidates = parts["candidates"]
-    chosen = {candidates[i]["path"] for i in np.random.default_rng([seed, 7]).permutation(len(candidates))[:size]}
-    validation = {row["path"] for row in parts["validation"]}
-    empty = dict.fromkeys(PRIMARY_TARGETS, "")
-    pooled = []
-    for row in parts["pool"]:
-        if row["path"] in validation:
-            continue
-        primary = labels["candidates"][row["path"]] if row["path"] in chosen else empty
-        pooled.append({**row, **primary, **labels["pool"][row["path"]]})
-    labelled = [row for row in pooled if row["path"] in chosen]
-    folder.mkdir(parents=True, exist_ok=True)
-    write_table(files["labelled"], labelled, columns_of(labelled))
-    write_table(files["pooled"], pooled, columns_of(pooled))
-    return files
-
-
-def shared_files(out: Path, parts: dict, labels: dict) -> dict[str, Path]:
-    """validation.csv and test.csv with their primary labels; validation also with the teacher's (MPL's evaluation
-    reads every label column of its training set)."""
-    files = {"validation": out / "tables" / "validation.csv", "test": out / "tables" / "test.csv"}
-    for name, path in files.items():
-        if not path.is_file():
-            rows = [{**row, **labels[name][row["path"]], **labels["pool"].get(row["path"], {})} for row in parts[name]]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_table(path, rows, columns_of(rows))
-    return files
-
-
 def train_run(method: str, size: int, seed: int, files: dict[str, Path], shared: dict[str, Path], output: Path,
               args: argparse.Namespace) -> None:
     from modeling_mtqnet.training.recipe import train_resuming
 
-    evaluate_every = max(1, args.steps // 4)
-    arguments = [
-        "--train_file", str(files["pooled" if uses_pool(method) else "labelled"]),
-        "--validation_file", str(shared["validation"]), "--test_file", str(shared["test"]),
-        "--output_dir", str(output), "--preset", args.preset, "--method", base_method(method),
-        "--target_columns", *PRIMARY_TARGETS, "--pseudo_label_columns", *PSEUDO_LABEL_TARGETS, "--ssl_model", "none",
-        "--max_train_duration_s", str(args.crop_s), "--max_steps", str(args.steps),
-        "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size", "16",
-        "--learning_rate", str(args.learning_rate), "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
-        "--seed", str(seed), "--data_seed", str(seed), "--eval_strategy", "steps", "--eval_steps",
-        str(evaluate_every), "--save_strategy", "steps", "--save_steps", str(evaluate_every), "--save_total_limit",
-        "1", "--load_best_model_at_end", "true", "--metric_for_best_model", "lcc", "--greater_is_better", "true",
-        "--logging_steps", "25", "--report_to", "none", "--skip_bad_files", "--dataloader_pin_memory", "false",
-        "--disable_tqdm", "true",
-    ]
-    if base_method(method) in ("kt", "mpl_kt"):
-        arguments += ["--teacher", resolve_model(TEACHER)]
-    if method.endswith("_balanced"):
-        arguments += ["--labelled_batch_share", str(BALANCED_SHARE)]
+    arguments = student_arguments(
+        base_method(method), files["pooled" if uses_pool(method) else "labelled"], shared, output,
+        preset=args.preset, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        crop_s=args.crop_s, seed=seed, evaluations=4, teacher=TEACHER,
+        labelled_batch_share=BALANCED_SHARE if method.endswith("_balanced") else None, extra=["--disable_tqdm", "true"])
     train_resuming(arguments, prog="label_efficiency")
 
 
@@ -344,11 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"The study was set up with {len(parts['candidates'])} labelled candidates; "
                              f"--sizes goes up to {max(args.sizes)}")
         labels = label_parts(out / "parts", args.workers)
-        shared = shared_files(out, parts, labels)
+        shared = evaluation_tables(out / "tables", parts, labels)
         timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
         for size in args.sizes:
             for seed in args.seeds:
-                files = run_files(out, parts, labels, size, seed)
+                files = training_tables(out / "tables" / f"n{size}_seed{seed}", parts, labels, size, seed)
                 for method in args.methods:
                     name = f"{method}_n{size}_seed{seed}"
                     output = out / "runs" / name

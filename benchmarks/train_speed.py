@@ -7,7 +7,9 @@ warm-up step. With the cache, the SSL features are computed once (`cache_ssl_fea
 one-off cost) and the steps feed them to the model instead of running the encoder.
 
 Cases: "small" without SSL; "small" and "mosa-net" with a frozen WavLM-base-sized encoder (768-d, 12 layers), each
-without and with the cache. Aim: the cache makes an epoch at least 3x faster at WavLM-base size.
+without and with the cache; each in float32 and under bfloat16 autocast (what `train.py --bf16` does on a CPU: the
+STFT, sinc filters, heads and loss stay float32). Aim: the cache makes an epoch at least 3x faster at WavLM-base
+size; the speed-up column compares each case with the uncached float32 case of its preset.
 
 Run from the repository root:
     .venv/bin/python benchmarks/train_speed.py
@@ -27,11 +29,10 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLING_RATE = 16000
 CASES: list[dict[str, Any]] = [
-    {"preset": "small", "ssl": False, "cache": False},
-    {"preset": "small", "ssl": True, "cache": False},
-    {"preset": "small", "ssl": True, "cache": True},
-    {"preset": "mosa-net", "ssl": True, "cache": False},
-    {"preset": "mosa-net", "ssl": True, "cache": True},
+    {"preset": preset, "ssl": ssl, "cache": cache, "bf16": bf16}
+    for preset, ssl, cache in [("small", False, False), ("small", True, False), ("small", True, True),
+                               ("mosa-net", True, False), ("mosa-net", True, True)]
+    for bf16 in (False, True)
 ]
 
 
@@ -70,7 +71,9 @@ def run_case(case: dict[str, Any], clips: int, duration_s: float, batch_size: in
 
     def step(batch: dict) -> None:
         optimizer.zero_grad()
-        model(**batch).loss.backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=case["bf16"]):
+            loss = model(**batch).loss
+        loss.backward()
         optimizer.step()
 
     step(batches[0])  # warm-up
@@ -98,16 +101,19 @@ def measure(case: dict[str, Any], args: argparse.Namespace) -> dict:
 
 def table(results: list[dict], clips: int) -> str:
     lines = [
-        "| preset | SSL (frozen) | cache | samples/s | epoch s | cache build s (once) | epoch speed-up | peak MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| preset | SSL (frozen) | cache | dtype | samples/s | epoch s | cache build s (once) | epoch speed-up | "
+        "peak MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    uncached = {r["preset"]: r["epoch_s"] for r in results if r["ssl"] and not r["cache"]}
+    # The reference of each case: its preset (and SSL choice) uncached in float32.
+    reference = {(r["preset"], r["ssl"]): r["epoch_s"] for r in results if not r["cache"] and not r["bf16"]}
     for r in results:
-        speedup = f"{uncached[r['preset']] / r['epoch_s']:.1f}x" if r["cache"] and r["preset"] in uncached else ""
+        base = reference.get((r["preset"], r["ssl"]))
+        speedup = f"{base / r['epoch_s']:.1f}x" if base and (r["cache"] or r["bf16"]) else ""
         lines.append(
             f"| {r['preset']} | {'WavLM-base' if r['ssl'] else 'none'} | {'yes' if r['cache'] else 'no'} | "
-            f"{r['samples_per_s']:.2f} | {r['epoch_s']:.1f} | {r['cache_build_s']:.1f} | {speedup} | "
-            f"{r['peak_mb']:.0f} |"
+            f"{'bf16 autocast' if r['bf16'] else 'fp32'} | {r['samples_per_s']:.2f} | {r['epoch_s']:.1f} | "
+            f"{r['cache_build_s']:.1f} | {speedup} | {r['peak_mb']:.0f} |"
         )
     return "\n".join(lines) + f"\n\nEpoch = {clips} clips."
 

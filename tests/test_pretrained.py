@@ -31,6 +31,7 @@ from tests.helpers import run_without_package
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
+STUDENT = "mtqnet/small-p835"
 REAL_CLIP = REPO / "tests" / "fixtures" / "real_speech_en_allison.wav"
 RANGES = {"pesq": (1.04, 4.64), "stoi": (0.0, 1.0), "sdi": (0.0, math.inf)}
 
@@ -68,15 +69,32 @@ def test_shipped_folders_are_small_safetensors_with_a_build_record():
         assert sum(p.stat().st_size for p in folder.iterdir()) < 8 * 2**20
 
 
-def test_shipped_teacher_card_parses_and_matches_its_build_record():
-    folder = pretrained_path(TEACHER)
+@pytest.mark.parametrize("name, targets, phrases", [
+    (TEACHER, ("pesq", "stoi", "sdi"), ("never heard", "build-pretrained teacher-pesq-stoi-sdi")),
+    (STUDENT, ("s_mos", "n_mos", "g_mos"), ("DNSMOS P.835", "not 3QUEST", "build-pretrained small-p835")),
+])
+def test_shipped_card_parses_and_matches_its_build_record(name, targets, phrases):
+    folder = pretrained_path(name)
     card = ModelCard.load(folder / "README.md")
     info = json.loads((folder / "build_info.json").read_text())
     results = {(r.metric_config, r.metric_type): r.metric_value for r in card.data.eval_results}
-    for target in ("pesq", "stoi", "sdi"):
+    for target in targets:
         assert math.isclose(results[(target, "pearsonr")], info["evaluation"]["all"][target]["lcc"], abs_tol=1e-3)
-    assert card.data.eval_results[0].dataset_split == "test"
-    assert "never heard" in card.text and "build-pretrained" in card.text
+    assert card.data.eval_results[0].dataset_split == "test" and card.data.license == "other"
+    assert all(phrase in card.text for phrase in phrases)
+    if name == STUDENT:
+        assert info["recipe"]["teacher"] == TEACHER
+
+
+def test_shipped_student_scores_real_speech_in_range_and_hears_noise():
+    scorer = modeling_mtqnet.pipeline("speech-quality-assessment", model=STUDENT)
+    clean, rate = soundfile.read(REAL_CLIP, dtype="float32")
+    scores = scorer([clean, _noisy(clean, 20), _noisy(clean, 0)], sampling_rate=rate)
+    for result in scores:
+        assert all(1.0 <= result[t] <= 5.0 for t in ("s_mos", "n_mos", "g_mos")), result
+    # Background quality (N-MOS) and overall quality (G-MOS) fall as white noise is added.
+    assert scores[0]["n_mos"] > scores[1]["n_mos"] > scores[2]["n_mos"]
+    assert scores[0]["g_mos"] > scores[2]["g_mos"]
 
 
 def test_shipped_teacher_scores_real_speech_in_range_and_in_order():

@@ -245,7 +245,10 @@ class SpectralBranch(nn.Module):
     def __init__(self, config: MTQNetConfig):
         super().__init__()
         self.n_fft, self.hop_length, self.win_length = config.n_fft, config.hop_length, config.win_length
-        self.register_buffer("window", torch.hamming_window(config.win_length, periodic=True), persistent=False)
+
+    def window(self, device: torch.device | None = None) -> torch.Tensor:
+        """The float32 Hamming window, made on each call (a buffer would be rounded in a bfloat16 model)."""
+        return torch.hamming_window(self.win_length, periodic=True, device=device, dtype=torch.float32)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         pad = self.n_fft // 2
@@ -260,7 +263,7 @@ class SpectralBranch(nn.Module):
                 n_fft=self.n_fft,
                 hop_length=self.hop_length,
                 win_length=self.win_length,
-                window=self.window.float(),
+                window=self.window(waveforms.device),
                 center=False,
                 return_complex=True,
             ).abs()
@@ -274,8 +277,8 @@ def _hz_to_mel(hz: float) -> float:
 class SincFilterbank(nn.Module):
     """Learnable band-pass sinc filters (SincNet, Ravanelli & Bengio 2018) applied with a frame-rate stride.
 
-    Only the low cut-offs and band widths are parameters; the time axis and Hamming window are non-persistent buffers
-    recomputed by `_init_weights` (they are not in the checkpoint).
+    Only the low cut-offs and band widths are parameters; the time axis and Hamming window are made in float32 on each
+    call (they are not in the checkpoint).
     """
 
     def __init__(self, config: MTQNetConfig):
@@ -285,15 +288,16 @@ class SincFilterbank(nn.Module):
         self.min_low_hz, self.min_band_hz = float(config.sinc_min_low_hz), float(config.sinc_min_band_hz)
         self.low_hz_ = nn.Parameter(torch.zeros(self.num_filters, 1), requires_grad=config.sinc_trainable)
         self.band_hz_ = nn.Parameter(torch.zeros(self.num_filters, 1), requires_grad=config.sinc_trainable)
-        time_axis, window = self.time_axis_and_window()
-        self.register_buffer("time_axis", time_axis, persistent=False)
-        self.register_buffer("window", window, persistent=False)
-    def time_axis_and_window(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left half of the filter's time axis (2*pi*n/fs, n < 0) and the matching half Hamming window."""
+
+    def time_axis_and_window(self, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left half of the filter's time axis (2*pi*n/fs, n < 0) and the matching half Hamming window, in float32.
+
+        Computed on every call rather than kept as buffers: a model loaded or cast to bfloat16 would round the axis
+        (8 bits of mantissa move a 125-tap filter's phases by whole cycles)."""
         half = self.kernel_size // 2
-        n_lin = torch.linspace(0, half - 1, steps=half)
+        n_lin = torch.linspace(0, half - 1, steps=half, device=device, dtype=torch.float32)
         window = 0.54 - 0.46 * torch.cos(2 * math.pi * n_lin / self.kernel_size)
-        time_axis = 2 * math.pi * torch.arange(-half, 0).float().view(1, -1) / self.sampling_rate
+        time_axis = 2 * math.pi * torch.arange(-half, 0, device=device).float().view(1, -1) / self.sampling_rate
         return time_axis, window
 
     def mel_initial_bands(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -304,21 +308,23 @@ class SincFilterbank(nn.Module):
         return (hz[:-1] - self.min_low_hz).view(-1, 1), torch.diff(hz).view(-1, 1)
 
     def filters(self) -> torch.Tensor:
-        low = self.min_low_hz + self.low_hz_.abs()
-        high = torch.clamp(low + self.min_band_hz + self.band_hz_.abs(), self.min_low_hz, self.sampling_rate / 2)
+        """(filters, 1, kernel_size) band-pass kernels, always in float32 (band edges in Hz need its precision)."""
+        time_axis, window = self.time_axis_and_window(self.low_hz_.device)
+        low = self.min_low_hz + self.low_hz_.float().abs()
+        high = torch.clamp(low + self.min_band_hz + self.band_hz_.float().abs(), self.min_low_hz, self.sampling_rate / 2)
         band = (high - low)[:, 0]
-        left = (torch.sin(high @ self.time_axis) - torch.sin(low @ self.time_axis)) / (self.time_axis / 2) * self.window
+        left = (torch.sin(high @ time_axis) - torch.sin(low @ time_axis)) / (time_axis / 2) * window
         center = 2 * band.view(-1, 1)
         band_pass = torch.cat([left, center, torch.flip(left, dims=[1])], dim=1) / (2 * band[:, None])
         return band_pass.view(self.num_filters, 1, self.kernel_size)
 
     def forward(self, waveforms: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """(B, N) zero-padded waveforms -> (B, num_frames, filters), frame t centred on sample t * hop."""
+        """(B, N) zero-padded waveforms -> (B, num_frames, filters) in float32, frame t centred on sample t * hop."""
         left = (self.kernel_size - 1) // 2
         right = (num_frames - 1) * self.stride + self.kernel_size - waveforms.shape[1] - left  # may crop (< 0)
-        padded = F.pad(waveforms[:, None], (left, right))
-        filters = self.filters().to(padded.dtype)
-        return F.conv1d(padded, filters, stride=self.stride).transpose(1, 2)
+        padded = F.pad(waveforms[:, None].float(), (left, right))
+        with torch.autocast(device_type=waveforms.device.type, enabled=False):
+            return F.conv1d(padded, self.filters(), stride=self.stride).transpose(1, 2)
 
 
 class MTQNetCNN(nn.Module):
@@ -341,6 +347,8 @@ class MTQNetCNN(nn.Module):
 
     def forward(self, images: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """(B, C, T, F) -> (B, T, C_out * F_out); channels and frequency flattened per frame (time kept first)."""
+        # The float32 spectral / sinc images enter at the convs' dtype (bfloat16 for a model loaded in it).
+        images = images.to(self.convs[0].weight.dtype)
         time_mask = frame_mask[:, None, :, None].to(images.dtype)
         hidden = images * time_mask
         for conv in self.convs:
@@ -370,11 +378,15 @@ class AttentionScoreHead(nn.Module):
         # scale 1 (the bias b shifts every energy of a row alike, which softmax ignores; it stays a parameter so that
         # checkpoints keep their keys). SDPA never materialises the T x T energies: memory grows linearly with the
         # clip. Float32 throughout, as the softmax always was.
-        query = self.attention_weight(hidden).float()[:, None]
-        keys = hidden.float()[:, None]
-        context = F.scaled_dot_product_attention(query, keys, keys, attn_mask=frame_mask[:, None, None, :],
-                                                 scale=1.0)[:, 0].to(hidden.dtype)
-        frame_scores = self.score(context).squeeze(-1).float()
+        # The heads (attention, score, pooling) run at their own dtype, float32 unless cast on purpose, also under
+        # autocast (`_keep_in_fp32_modules_strict` keeps them float32 when a model is loaded in bfloat16/float16).
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            hidden = hidden.to(self.score.weight.dtype)
+            query = self.attention_weight(hidden).float()[:, None]
+            keys = hidden.float()[:, None]
+            context = F.scaled_dot_product_attention(query, keys, keys, attn_mask=frame_mask[:, None, None, :],
+                                                     scale=1.0)[:, 0].to(hidden.dtype)
+            frame_scores = self.score(context).squeeze(-1).float()
         if self.activation == "sigmoid":
             low, high = self.value_range
             frame_scores = low + (high - low) * torch.sigmoid(frame_scores)
@@ -528,18 +540,23 @@ class MTQNetPreTrainedModel(PreTrainedModel):
     main_input_name = "input_values"
     supports_gradient_checkpointing = True
     _auto_class = "AutoModel"
+    # Loaded in bfloat16 / float16 (`from_pretrained(..., dtype=...)`), these stay float32: the sinc band edges (Hz)
+    # and the score heads with their pooling are tiny in compute and sensitive in precision.
+    _keep_in_fp32_modules_strict = ["sinc", "heads"]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype: the CNN's. (The first parameter, a sinc band edge, stays float32 in a bfloat16 model;
+        the parameters keep their order so that optimizer states of older checkpoints still line up.)"""
+        trunk = self if isinstance(self, MTQNetModel) else self.mtqnet
+        return trunk.cnn.convs[0].weight.dtype
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, SincFilterbank):
-            time_axis, window = module.time_axis_and_window()
-            init.copy_(module.time_axis, time_axis)
-            init.copy_(module.window, window)
             low, band = module.mel_initial_bands()
             init.copy_(module.low_hz_, low)
             init.copy_(module.band_hz_, band)
-        elif isinstance(module, SpectralBranch):
-            init.copy_(module.window, torch.hamming_window(module.win_length, periodic=True))
         elif isinstance(module, nn.Conv2d):
             init.kaiming_normal_(module.weight, nonlinearity="relu")
             init.zeros_(module.bias)
@@ -628,6 +645,7 @@ class MTQNetModel(MTQNetPreTrainedModel):
 
     def _ssl_hidden(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         want_all = self.config.ssl_layer != "last"
+        input_values = input_values.to(self.ssl_encoder.dtype)  # a bfloat16 encoder takes bfloat16 waveforms
         outputs = self.ssl_encoder(input_values, attention_mask=attention_mask, output_hidden_states=want_all)
         if self.config.ssl_layer == "last":
             return outputs.last_hidden_state
@@ -736,7 +754,7 @@ class MTQNetModel(MTQNetPreTrainedModel):
         waveforms = (input_values * attention_mask.to(input_values.dtype))[:, : int(lengths.max())]
         frame_lengths = stft_frame_count(lengths, self.config.hop_length)
         spectral = self.spectral(waveforms, lengths)
-        sinc = self.sinc(waveforms, spectral.shape[1]).to(spectral.dtype) if self.sinc is not None else None
+        sinc = self.sinc(waveforms, spectral.shape[1]) if self.sinc is not None else None
         ssl, ssl_lengths = (
             self.encode_ssl(waveforms, lengths, ssl_hidden_states) if self.ssl_encoder is not None else (None, None)
         )

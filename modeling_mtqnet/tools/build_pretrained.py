@@ -5,6 +5,7 @@ mtqnet build-pretrained teacher-pesq-stoi-sdi --work_dir work/teacher           
 mtqnet build-pretrained teacher-pesq-stoi-sdi --work_dir work/t --install        # ... and replace the shipped one
 mtqnet build-pretrained teacher-pesq-stoi-sdi --work_dir work/small \
     --clean_dir speech/ --count 300 --epochs 1                                    # a scaled-down run (the tests)
+mtqnet build-pretrained small-p835 --work_dir work/small-p835                    # the S/N/G model (build_student.py)
 ```
 
 Stages, each resumed when its output is there (`work_dir/state.json` records the finished ones and the settings;
@@ -34,7 +35,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -135,6 +136,16 @@ class BuildState:
         self.state["done"][stage] = round(seconds, 1)
         self.save()
 
+    def run(self, stage: str, work: Callable[[], Any]) -> None:
+        """Run one stage unless it finished earlier; record its duration."""
+        if self.done(stage):
+            print(f"[build-pretrained] {stage}: done earlier ({self.state['done'][stage] / 60:.1f} min)")
+            return
+        print(f"[build-pretrained] {stage} ...", flush=True)
+        start = time.perf_counter()
+        work()
+        self.record(stage, time.perf_counter() - start)
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Stages
@@ -160,21 +171,34 @@ def speaker_languages(pool_dir: Path | None) -> dict[str, str]:
     return {row["speaker"]: row["language"] for row in read_table(path)}
 
 
+def located_row(row: dict[str, Any], base: Path, languages: dict[str, str]) -> dict[str, Any]:
+    """A corpus row with absolute `path` / `clean_path` (relative ones are under `base`) and a `language` column."""
+    row = dict(row)
+    for column in ("path", "clean_path"):
+        row[column] = str((base / row[column]).resolve()) if not os.path.isabs(row[column]) else row[column]
+    row["language"] = languages.get(row["speaker"], "unknown")
+    return row
+
+
+def corpus_rows(manifest: Path, languages: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """The corpus manifest's rows by split ("train", "test"), located (`located_row`), in manifest order."""
+    rows: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
+    for row in read_table(manifest):
+        rows[row["split"]].append(located_row(row, manifest.parent, languages))
+    return rows
+
+
 def label_tables(manifest: Path, labelled: Path, languages: dict[str, str], out_dir: Path) -> dict[str, int]:
     """train.csv and test.csv (paths absolute, a `language` column) from the labelled manifest; clips whose labels
     failed (an `error`) are left out and counted."""
     rows = read_table(labelled)
-    base = manifest.parent
     kept: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
     failed = 0
     for row in rows:
         if row.get("error") or any(math.isnan(to_float(row.get(t))) for t in PSEUDO_LABEL_TARGETS):
             failed += 1
             continue
-        row = dict(row)
-        for column in ("path", "clean_path"):
-            row[column] = str((base / row[column]).resolve()) if not os.path.isabs(row[column]) else row[column]
-        row["language"] = languages.get(row["speaker"], "unknown")
+        row = located_row(row, manifest.parent, languages)
         kept[row["split"]].append(row)
     for split, split_rows in kept.items():
         write_table(out_dir / f"{split}.csv", split_rows, columns_of(split_rows) or ["path"])
@@ -217,7 +241,7 @@ def factor_groups(row: dict[str, Any], held_out_noises: set[str], held_out_syste
 
 
 def evaluate_by_factor(predictions_csv: Path, test_csv: Path, corpus_config: dict[str, Any],
-                       min_clips: int = 10) -> dict[str, dict[str, Any]]:
+                       min_clips: int = 10, targets: Sequence[str] = PSEUDO_LABEL_TARGETS) -> dict[str, dict[str, Any]]:
     """LCC / SRCC / MSE per target for every factor group with at least `min_clips` clips (all test speakers are
     unseen; noises and systems are unseen when held out from training)."""
     from ..training.trainer import load_speech_quality_metric
@@ -239,7 +263,7 @@ def evaluate_by_factor(predictions_csv: Path, test_csv: Path, corpus_config: dic
         if len(rows) < min_clips:
             continue
         entry: dict[str, Any] = {"clips": len(rows)}
-        for target in PSEUDO_LABEL_TARGETS:
+        for target in targets:
             true = np.array([to_float(r[target]) for r in rows])
             predicted = np.array([to_float(r[f"{target}_pred"]) for r in rows])
             keep = np.isfinite(true) & np.isfinite(predicted)
@@ -250,15 +274,16 @@ def evaluate_by_factor(predictions_csv: Path, test_csv: Path, corpus_config: dic
 
 
 def factor_table(results: dict[str, dict[str, Any]], prefixes: Sequence[str] = ("all", "noise:", "system:",
-                                                                                  "language=", "system=")) -> str:
+                                                                                  "language=", "system="),
+                 targets: Sequence[str] = PSEUDO_LABEL_TARGETS) -> str:
     """A markdown table (LCC / SRCC / MSE per target) of the groups starting with `prefixes`, in that order."""
-    lines = ["| group | clips | " + " | ".join(t.upper() for t in PSEUDO_LABEL_TARGETS) + " |",
-             "|---|---:|" + "---|" * len(PSEUDO_LABEL_TARGETS)]
+    lines = ["| group | clips | " + " | ".join(t.upper().replace("_", "-") for t in targets) + " |",
+             "|---|---:|" + "---|" * len(targets)]
     for prefix in prefixes:
         for group, entry in results.items():
             if group.startswith(prefix):
                 cells = []
-                for target in PSEUDO_LABEL_TARGETS:
+                for target in targets:
                     m = entry.get(target, {})
                     cells.append(" / ".join(f"{m[k]:.3f}" for k in ("lcc", "srcc", "mse")) if m else "-")
                 lines.append(f"| {group} | {entry['clips']} | " + " | ".join(cells) + " |")
@@ -338,13 +363,89 @@ Recipe: `{json.dumps(info['recipe'])}`
 # ----------------------------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class CorpusFolders:
+    """Where the data stages put their output: the corpus, and the pool it came from (None with --clean_dir)."""
+
+    corpus_dir: Path
+    pool_dir: Path | None
+
+
+def data_stages(state: BuildState, work_dir: Path, recipe: TeacherRecipe, *, packages_dir: Path | None,
+                clean_dir: Path | None, noise_dir: Path | None, workers: int) -> CorpusFolders:
+    """The stages every shipped model starts from: `packages`, `pool` (both skipped with --clean_dir) and `corpus`.
+    The same recipe gives the same corpus, byte for byte."""
+    from ..corpus import speech_pool
+    from ..corpus.builder import build_corpus
+
+    # A pool made by `mtqnet speech-pool` given as --clean_dir (its speech/ folder) still names the languages.
+    pool_dir = work_dir / "pool" if clean_dir is None else \
+        clean_dir.parent if (clean_dir.parent / "pool_info.json").is_file() else None
+    packages_dir = packages_dir or work_dir / "packages"
+    corpus_dir = work_dir / "corpus"
+    if clean_dir is None:
+        assert pool_dir is not None
+        if not state.done("pool") and pool_dir.exists() and not (pool_dir / "pool_info.json").is_file():
+            shutil.rmtree(pool_dir)  # a pool stage killed halfway, inside this build's own folder: start it again
+        state.run("packages", lambda: speech_pool.fetch_packages(packages_dir, with_noise=True))
+        state.run("pool", lambda: print(speech_pool.summary(speech_pool.make_speech_pool(
+            packages_dir, pool_dir, seed=recipe.seed, workers=workers))))
+        clean_dir, noise_dir = pool_dir / "speech", pool_dir / "noise"
+    state.run("corpus", lambda: build_corpus(clean_dir, corpus_dir, corpus_settings(recipe, noise_dir),
+                                             workers=workers))
+    return CorpusFolders(corpus_dir, pool_dir)
+
+
+def check_model_dir(model_dir: Path, overwrite: bool) -> None:
+    """Refuse a model folder this command did not write (no build_info.json), unless `overwrite`."""
+    if model_dir.exists() and not (model_dir / BUILD_INFO).is_file() and any(model_dir.iterdir()) and not overwrite:
+        raise ValueError(f"{model_dir} holds files this command did not write (no {BUILD_INFO}); pass --overwrite "
+                         "or choose another folder")
+
+
+def pool_summary(pool_dir: Path | None) -> dict[str, Any] | None:
+    """The pool facts a card reports (clips, hours, speakers, languages, sources), or None without a pool."""
+    if not pool_dir:
+        return None
+    pool_info = json.loads((pool_dir / "pool_info.json").read_text())
+    return {k: pool_info[k] for k in ("clips", "hours", "speakers", "languages", "sources")}
+
+
+def evaluate_stage(state: BuildState, work_dir: Path, predictions_csv: Path, test_csv: Path,
+                   corpus_config: dict[str, Any], targets: Sequence[str] = PSEUDO_LABEL_TARGETS) -> None:
+    """`evaluate`: LCC / SRCC / MSE by factor into work_dir/evaluation.json and evaluation.md."""
+    def evaluate() -> None:
+        results = evaluate_by_factor(predictions_csv, test_csv, corpus_config, targets=targets)
+        (work_dir / "evaluation.json").write_text(json.dumps(results, indent=2))
+        (work_dir / "evaluation.md").write_text(factor_table(results, targets=targets) + "\n")
+        print(factor_table(results, targets=targets))
+
+    state.run("evaluate", evaluate)
+
+
+def ship_stage(state: BuildState, model_dir: Path, train_dir: Path, record: Callable[[], dict[str, Any]],
+               card: Callable[[Path, Path, dict[str, Any]], None]) -> None:
+    """`ship`: the trained folder's files, the card (`card(model_dir, train_dir, info)`) and build_info.json
+    (`record()`). Run again when the folder lost its build_info.json (e.g. a fresh --install target)."""
+    def ship() -> None:
+        info = record()
+        model_dir.mkdir(parents=True, exist_ok=True)
+        for name in SHIPPED_FILES:
+            shutil.copyfile(train_dir / name, model_dir / name)
+        card(model_dir, train_dir, info)
+        (model_dir / BUILD_INFO).write_text(json.dumps(info, indent=2))
+        print(f"[build-pretrained] model folder: {model_dir}")
+
+    if not state.done("ship") or not (model_dir / BUILD_INFO).is_file():
+        state.state["done"].pop("ship", None)
+        state.run("ship", ship)
+
+
 def build_teacher(work_dir: Path, recipe: TeacherRecipe, *, packages_dir: Path | None = None,
                   clean_dir: Path | None = None, noise_dir: Path | None = None, install: bool = False,
                   overwrite: bool = False, workers: int | None = None,
                   short_name: str = "mtqnet/teacher-pesq-stoi-sdi") -> Path:
     """Run the stages (see the module docstring); returns the model folder."""
-    from ..corpus import speech_pool
-    from ..corpus.builder import build_corpus
     from ..labels.annotate import IntrusiveTeacher, annotate_file
     from ..training.recipe import train_resuming
 
@@ -353,34 +454,12 @@ def build_teacher(work_dir: Path, recipe: TeacherRecipe, *, packages_dir: Path |
                 "noise_dir": str(noise_dir) if noise_dir else None}
     state = BuildState(work_dir, settings)
     workers = workers or min(2, os.cpu_count() or 1)
-    # A pool made by `mtqnet speech-pool` given as --clean_dir (its speech/ folder) still names the languages.
-    pool_dir = work_dir / "pool" if clean_dir is None else \
-        clean_dir.parent if (clean_dir.parent / "pool_info.json").is_file() else None
-    packages_dir = packages_dir or work_dir / "packages"
-    corpus_dir, labels_dir, train_dir = work_dir / "corpus", work_dir / "labels", work_dir / "train"
+    labels_dir, train_dir = work_dir / "labels", work_dir / "train"
     model_dir = PRETRAINED_DIR / short_name.split("/")[-1] if install else work_dir / "model"
-    if model_dir.exists() and not (model_dir / BUILD_INFO).is_file() and any(model_dir.iterdir()) and not overwrite:
-        raise ValueError(f"{model_dir} holds files this command did not write (no {BUILD_INFO}); pass --overwrite "
-                         "or choose another folder")
-
-    def stage(name: str, run) -> None:
-        if state.done(name):
-            print(f"[build-pretrained] {name}: done earlier ({state.state['done'][name] / 60:.1f} min)")
-            return
-        print(f"[build-pretrained] {name} ...", flush=True)
-        start = time.perf_counter()
-        run()
-        state.record(name, time.perf_counter() - start)
-
-    if clean_dir is None:
-        assert pool_dir is not None
-        if not state.done("pool") and pool_dir.exists() and not (pool_dir / "pool_info.json").is_file():
-            shutil.rmtree(pool_dir)  # a pool stage killed halfway, inside this build's own folder: start it again
-        stage("packages", lambda: speech_pool.fetch_packages(packages_dir, with_noise=True))
-        stage("pool", lambda: print(speech_pool.summary(speech_pool.make_speech_pool(
-            packages_dir, pool_dir, seed=recipe.seed, workers=workers))))
-        clean_dir, noise_dir = pool_dir / "speech", pool_dir / "noise"
-    stage("corpus", lambda: build_corpus(clean_dir, corpus_dir, corpus_settings(recipe, noise_dir), workers=workers))
+    check_model_dir(model_dir, overwrite)
+    folders = data_stages(state, work_dir, recipe, packages_dir=packages_dir, clean_dir=clean_dir,
+                          noise_dir=noise_dir, workers=workers)
+    corpus_dir, pool_dir = folders.corpus_dir, folders.pool_dir
     languages = speaker_languages(pool_dir)
 
     def labels() -> None:
@@ -389,29 +468,21 @@ def build_teacher(work_dir: Path, recipe: TeacherRecipe, *, packages_dir: Path |
         counts = label_tables(corpus_dir / "manifest.csv", labels_dir / "intrusive.csv", languages, labels_dir)
         (labels_dir / "counts.json").write_text(json.dumps(counts))
 
-    stage("labels", labels)
-    stage("train", lambda: train_resuming(train_arguments(recipe, labels_dir, train_dir),
+    state.run("labels", labels)
+    state.run("train", lambda: train_resuming(train_arguments(recipe, labels_dir, train_dir),
                                           prog="mtqnet build-pretrained (train)"))
 
     corpus_info = json.loads((corpus_dir / "corpus_info.json").read_text())
     config = corpus_info["config"]
 
-    def evaluate() -> None:
-        results = evaluate_by_factor(train_dir / "predictions.csv", labels_dir / "test.csv", config)
-        (work_dir / "evaluation.json").write_text(json.dumps(results, indent=2))
-        (work_dir / "evaluation.md").write_text(factor_table(results) + "\n")
-        print(factor_table(results))
+    evaluate_stage(state, work_dir, train_dir / "predictions.csv", labels_dir / "test.csv", config)
 
-    stage("evaluate", evaluate)
-
-    def ship() -> None:
-        pool_info = json.loads((pool_dir / "pool_info.json").read_text()) if pool_dir else None
+    def record() -> dict[str, Any]:
         manifest = read_table(corpus_dir / "manifest.csv")
-        info = {
+        return {
             "name": short_name, "recipe": recipe.as_json(), "cpus": os.cpu_count(),
             "timings_s": dict(state.state["done"]),
-            "pool": {k: pool_info[k] for k in ("clips", "hours", "speakers", "languages", "sources")}
-            if pool_info else None,
+            "pool": pool_summary(pool_dir),
             "corpus": {"utterances": corpus_info["utterances"],
                        "hours": round(sum(to_float(r["duration_s"]) for r in manifest) / 3600, 2),
                        "systems_used": sorted(corpus_info["systems_used"]),
@@ -421,36 +492,41 @@ def build_teacher(work_dir: Path, recipe: TeacherRecipe, *, packages_dir: Path |
             "labels": json.loads((labels_dir / "counts.json").read_text()),
             "evaluation": json.loads((work_dir / "evaluation.json").read_text()),
         }
-        model_dir.mkdir(parents=True, exist_ok=True)
-        for name in SHIPPED_FILES:
-            shutil.copyfile(train_dir / name, model_dir / name)
-        write_card(model_dir, train_dir, info, short_name)
-        (model_dir / BUILD_INFO).write_text(json.dumps(info, indent=2))
-        print(f"[build-pretrained] model folder: {model_dir}")
 
-    if not state.done("ship") or not (model_dir / BUILD_INFO).is_file():
-        state.state["done"].pop("ship", None)
-        stage("ship", ship)
+    ship_stage(state, model_dir, train_dir, record,
+               lambda folder, trained, info: write_card(folder, trained, info, short_name))
     return model_dir
 
 
 def parse_args(argv: Sequence[str] | None = None, prog: str = "mtqnet build-pretrained") -> argparse.Namespace:
-    defaults = TeacherRecipe()
+    from .build_student import StudentRecipe
+
+    defaults, student = TeacherRecipe(), StudentRecipe()
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                     epilog="Stages: " + ", ".join(STAGES) + " (see docs/pretrained.md)")
+                                     epilog="Stages: " + ", ".join(STAGES) + " (teacher); see docs/pretrained.md")
     parser.add_argument("name", choices=[name.split("/")[-1] for name in SHIPPED], help="the model to rebuild")
     parser.add_argument("--work_dir", type=Path, required=True, help="new folder, or an earlier run's to resume it")
     parser.add_argument("--packages_dir", type=Path, help="already unpacked packages (default: fetched into work_dir)")
     parser.add_argument("--clean_dir", type=Path, help="use this clean speech instead of the packages' pool")
     parser.add_argument("--noise_dir", type=Path, help="noise recordings to use with --clean_dir")
-    parser.add_argument("--count", type=int, default=defaults.count, help="corpus clips (default %(default)s)")
-    parser.add_argument("--epochs", type=float, default=defaults.epochs, help="training epochs (default %(default)s)")
-    parser.add_argument("--preset", default=defaults.preset, help="model size (default %(default)s)")
-    parser.add_argument("--test_noises", nargs="+", default=list(defaults.test_noises),
+    corpus = parser.add_argument_group("corpus (both models)")
+    corpus.add_argument("--count", type=int, default=defaults.count, help="corpus clips (default %(default)s)")
+    corpus.add_argument("--test_noises", nargs="+", default=list(defaults.test_noises),
                         help="noises held out of training (default: %(default)s)")
-    parser.add_argument("--test_systems", nargs="+", default=list(defaults.test_systems),
+    corpus.add_argument("--test_systems", nargs="+", default=list(defaults.test_systems),
                         help="systems held out of training (default: %(default)s)")
-    parser.add_argument("--systems", nargs="+", default=list(defaults.systems), help="corpus systems (default all)")
+    corpus.add_argument("--systems", nargs="+", default=list(defaults.systems), help="corpus systems (default all)")
+    teacher = parser.add_argument_group("teacher-pesq-stoi-sdi")
+    teacher.add_argument("--epochs", type=float, default=defaults.epochs, help="training epochs (default %(default)s)")
+    teacher.add_argument("--preset", default=defaults.preset, help="model size (default %(default)s)")
+    small = parser.add_argument_group("small-p835")
+    small.add_argument("--pool", type=int, default=student.pool, help="training clips drawn (default %(default)s)")
+    small.add_argument("--labelled", type=int, default=student.labelled,
+                       help="of them, clips with DNSMOS stand-in labels (default %(default)s)")
+    small.add_argument("--validation", type=int, default=student.validation,
+                       help="of them, validation clips (default %(default)s)")
+    small.add_argument("--test", type=int, default=student.test, help="held-out test clips (default %(default)s)")
+    small.add_argument("--steps", type=int, default=student.steps, help="training steps (default %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--workers", type=int, help="processes for the pool, corpus and labels (default 2)")
     parser.add_argument("--install", action="store_true",
@@ -460,13 +536,23 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "mtqnet build-pret
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "mtqnet build-pretrained") -> int:
+    from .build_student import StudentRecipe, build_student
+
     args = parse_args(argv, prog)
     recipe = dataclasses.replace(TeacherRecipe(), count=args.count, epochs=args.epochs, preset=args.preset,
                                  test_noises=tuple(args.test_noises), test_systems=tuple(args.test_systems),
                                  systems=tuple(args.systems), seed=args.seed)
-    build_teacher(args.work_dir, recipe, packages_dir=args.packages_dir, clean_dir=args.clean_dir,
-                  noise_dir=args.noise_dir, install=args.install, overwrite=args.overwrite, workers=args.workers,
-                  short_name=f"mtqnet/{args.name}")
+    where = dict(packages_dir=args.packages_dir, clean_dir=args.clean_dir, noise_dir=args.noise_dir,
+                 install=args.install, overwrite=args.overwrite, workers=args.workers,
+                 short_name=f"mtqnet/{args.name}")
+    if args.name == "small-p835":
+        # The student's corpus is the teacher's (its training settings do not matter here).
+        corpus = dataclasses.replace(recipe, epochs=TeacherRecipe.epochs, preset=TeacherRecipe.preset)
+        build_student(args.work_dir, StudentRecipe(corpus=corpus, pool=args.pool, labelled=args.labelled,
+                                                   validation=args.validation, test=args.test, steps=args.steps,
+                                                   seed=args.seed), **where)
+    else:
+        build_teacher(args.work_dir, recipe, **where)
     return 0
 
 

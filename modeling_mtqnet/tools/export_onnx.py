@@ -79,7 +79,7 @@ class MTQNetOnnxGraph(nn.Module):
         trunk = model.mtqnet
         self.config = model.config
         self.n_fft, self.hop_length = trunk.spectral.n_fft, trunk.spectral.hop_length
-        self.register_buffer("dft", dft_kernels(self.n_fft, trunk.spectral.window), persistent=False)
+        self.register_buffer("dft", dft_kernels(self.n_fft, trunk.spectral.window()), persistent=False)
 
     def spectral_magnitude(self, waveforms: torch.Tensor) -> torch.Tensor:
         """|STFT| of (B, N) unpadded clips -> (B, 1 + N // hop, n_fft // 2 + 1), as `SpectralBranch` gives."""

@@ -289,11 +289,17 @@ def decode_loader(paths: Sequence[str], extractor: MTQNetFeatureExtractor, batch
 # Scoring
 
 
-def load_model(model: str, device: str | torch.device = "cpu"):
-    """(model in eval mode on `device`, its feature extractor): the folder's saved extractor, else the config's."""
+# `--dtype` names -> torch dtypes. bf16 runs the CNN, BLSTM and SSL encoder in bfloat16 (the STFT, sinc filters and
+# score heads stay float32, see `_keep_in_fp32_modules_strict`); fp16 is for GPUs.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def load_model(model: str, device: str | torch.device = "cpu", dtype: str = "fp32"):
+    """(model in eval mode on `device` at `dtype` (a `DTYPES` name), its feature extractor): the folder's saved
+    extractor, else the config's."""
     from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
 
-    loaded = MTQNetForSpeechQualityAssessment.from_pretrained(model).to(device).eval()
+    loaded = MTQNetForSpeechQualityAssessment.from_pretrained(model, dtype=DTYPES[dtype]).to(device).eval()
     try:
         extractor = MTQNetFeatureExtractor.from_pretrained(model)
     except (OSError, ValueError):
@@ -586,6 +592,9 @@ def parse_args(argv: list[str] | None = None, prog: str | None = "mtqnet score")
     parser.add_argument("--batch_size", type=int, default=8, help="files (or windows) per model call")
     parser.add_argument("--num_workers", type=int, default=2, help="decoding worker processes (0: in this process)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the process's device)")
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES),
+                        help="weights' precision: bf16 is about 2x faster with an SSL encoder on CPU (scores differ "
+                             "from fp32 by about 0.002 on average); fp16 for GPUs")
     parser.add_argument("--chunk_length_s", type=float, default=10.0,
                         help="files longer than this are scored in windows, reported in `chunks` (0: never)")
     parser.add_argument("--stride_length_s", type=float, default=None,
@@ -652,7 +661,7 @@ def score_corpus(args: argparse.Namespace) -> Path:
     plot_dir = Path(args.plot_dir) if args.plot_dir else None
     counts = {"scored": 0, "errors": 0}
     if mine:
-        model, extractor = load_model(args.model, device)
+        model, extractor = load_model(args.model, device, args.dtype)
         scorer = CorpusScorer(model, extractor, device, args.batch_size, args.chunk_length_s or None,
                               args.stride_length_s)
         log(f"scoring {len(mine)} file(s) on {device} with {args.num_workers} decoding worker(s)")

@@ -14,7 +14,7 @@ from modeling_mtqnet import (
     MTQNetForSpeechQualityAssessment,
     speech_quality_objective,
 )
-from modeling_mtqnet.model.modeling_mtqnet import SincFilterbank, pointwise_loss
+from modeling_mtqnet.model.modeling_mtqnet import pointwise_loss
 from tests.helpers import build_model, noisy_tone, tiny_ssl_config
 
 LENGTHS = (16000, 9000, 23456)
@@ -340,15 +340,16 @@ def test_save_and_load_give_identical_scores(tiny_model, saved_model_dir):
             "configuration_mtqnet.py", "feature_extraction_mtqnet.py", "pipeline_mtqnet.py"} <= names
 
 
-def test_non_persistent_buffers_are_rebuilt_after_loading(saved_model_dir):
-    """from_pretrained builds on the meta device; the window and sinc time axis must come back right."""
-    loaded = MTQNetForSpeechQualityAssessment.from_pretrained(saved_model_dir)
-    assert "mtqnet.sinc.time_axis" not in load_file(saved_model_dir / "model.safetensors")
-    fresh = SincFilterbank(loaded.config)
-    time_axis, window = fresh.time_axis_and_window()
-    assert torch.equal(loaded.mtqnet.sinc.time_axis, time_axis)
-    assert torch.equal(loaded.mtqnet.sinc.window, window)
-    assert torch.equal(loaded.mtqnet.spectral.window, torch.hamming_window(512))
+def test_windows_and_sinc_axis_are_float32_and_not_saved(saved_model_dir):
+    """The STFT window and the sinc time axis are made on each call in float32 (never rounded with the weights)."""
+    loaded = MTQNetForSpeechQualityAssessment.from_pretrained(saved_model_dir, dtype=torch.bfloat16)
+    saved = load_file(saved_model_dir / "model.safetensors")
+    assert not any(name.endswith(("time_axis", "window")) for name in saved)
+    time_axis, window = loaded.mtqnet.sinc.time_axis_and_window()
+    assert time_axis.dtype == window.dtype == torch.float32
+    assert torch.equal(time_axis, 2 * math.pi * torch.arange(-125, 0).float().view(1, -1) / 16000)
+    assert torch.equal(loaded.mtqnet.spectral.window(), torch.hamming_window(512))
+    assert loaded.mtqnet.sinc.filters().dtype == torch.float32
 
 
 def test_drop_auxiliary_heads(tmp_path, tiny_model, saved_model_dir):
