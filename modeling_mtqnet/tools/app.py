@@ -1,6 +1,6 @@
 """A web app to listen and look: drop in a recording, hear it, see its S-MOS / N-MOS / G-MOS and where it goes bad.
 
-    mtqnet app --model MODEL_DIR [--host 127.0.0.1] [--port 7860] [--share]
+    mtqnet app [--model MODEL_DIR | SHORT_NAME] [--host 127.0.0.1] [--port 7860] [--share]
 
 Three tabs, all scoring through the `speech-quality-assessment` pipeline (long files are windowed, silent pauses
 skipped, exactly as in Python):
@@ -259,10 +259,15 @@ def launch(model: str, host: str = "127.0.0.1", port: int | None = 7860, share: 
     return app
 
 
+# What `mtqnet app` shows without --model: the shipped S/N/G model.
+DEFAULT_MODEL = "mtqnet/small-p835"
+
+
 def parse_args(argv: Sequence[str] | None = None, prog: str | None = "mtqnet app") -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True,
-                        help="a saved MTQ-Net folder (what `mtqnet train` writes) or a shipped model's short name")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="a saved MTQ-Net folder (what `mtqnet train` writes) or a shipped model's short name "
+                             "(default: %(default)s, the shipped S/N/G model: DNSMOS P.835 stand-ins, not 3QUEST)")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs the internet)")

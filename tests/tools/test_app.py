@@ -13,6 +13,7 @@ import soundfile
 
 gr = pytest.importorskip("gradio")  # installed by scripts/setup_env.sh (requirements-cpu-test.txt)
 
+from modeling_mtqnet.pretrained import pretrained_path  # noqa: E402
 from modeling_mtqnet.tools import app  # noqa: E402
 from tests.helpers import noisy_tone  # noqa: E402
 
@@ -162,3 +163,9 @@ def test_the_model_cards_stand_in_wording_is_shown(saved_model_dir, tmp_path):
     assert note.startswith("**The training labels are stand-ins") and "More" not in note
     blocks = app.build_app(app.AppScorer(folder, tmp_path / "plots"))
     assert "stand-ins, not 3QUEST" in str(blocks.config)
+
+
+def test_without_model_the_app_shows_the_shipped_s_n_g_model_and_its_stand_in_wording():
+    args = app.parse_args([])
+    assert Path(args.model) == pretrained_path(app.DEFAULT_MODEL)
+    assert app.labels_note(Path(args.model)).startswith("**The training labels are stand-ins, not 3QUEST")
