@@ -656,6 +656,9 @@ def score_corpus(args: argparse.Namespace) -> Path:
 
     mine = [path for index, path in enumerate(paths) if index % state.world == state.rank and path not in done]
     device = torch.device(args.device) if args.device else state.device
+    if args.dtype == "fp16" and device.type == "cpu":
+        raise SystemExit("--dtype fp16 needs a GPU (CPU kernels of this model are not all there in float16); use "
+                         "--dtype bf16 on a CPU")
     config_names = list(config.target_names)
     columns = [*FILE_COLUMNS, *config_names, CHUNKS_COLUMN, ERROR_COLUMN, WARNING_COLUMN]
     plot_dir = Path(args.plot_dir) if args.plot_dir else None

@@ -116,3 +116,7 @@ def test_score_command_dtype(tmp_path):
     assert np.mean([abs(rows["fp32"][path] - rows["bf16"][path]) for path in rows["fp32"]]) <= PARITY_AIM
     with pytest.raises(SystemExit):
         score.main([str(tmp_path), "--model", TEACHER, "--output", str(tmp_path / "x.csv"), "--dtype", "int8"])
+    with pytest.raises(SystemExit, match="fp16 needs a GPU"):
+        score.main([str(tmp_path), "--model", TEACHER, "--output", str(tmp_path / "y.csv"), "--dtype", "fp16",
+                    "--device", "cpu"])
+    assert not (tmp_path / "y.csv").exists()
