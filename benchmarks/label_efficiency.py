@@ -39,7 +39,7 @@ import numpy as np
 
 from modeling_mtqnet.tables import read_table, to_float
 from modeling_mtqnet.tools.build_student import (
-    TEACHER, draw_parts, evaluation_tables, label_parts, student_arguments, training_tables,
+    TEACHER, draw_parts, evaluation_tables, label_parts, read_parts, student_arguments, training_tables,
 )
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS
 
@@ -264,8 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.report_only:
         if not (out / "parts" / "test.csv").is_file():
             make_parts(args.build_dir, out / "parts", args.pool, args.validation, args.test, max(args.sizes), 0)
-        parts = {name: read_table(out / "parts" / f"{name}.csv")
-                 for name in ("pool", "candidates", "validation", "test")}
+        parts = read_parts(out / "parts")
         if len(parts["candidates"]) < max(args.sizes):
             raise SystemExit(f"The study was set up with {len(parts['candidates'])} labelled candidates; "
                              f"--sizes goes up to {max(args.sizes)}")

@@ -21,7 +21,6 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import tempfile
 import time
@@ -32,6 +31,7 @@ import soundfile
 import torch
 
 from modeling_mtqnet import MTQNetConfig, MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+from modeling_mtqnet.tables import read_table
 from modeling_mtqnet.tools.score import main as score_main
 
 SAMPLING_RATE = 16000
@@ -76,8 +76,7 @@ def parity(paths: list[Path], scratch: Path, batch_size: int) -> list[str]:
     for dtype in ("fp32", "bf16"):
         output = scratch / f"parity_{dtype}.csv"
         time_mtqnet(paths, TEACHER, output, batch_size, dtype)
-        with open(output, newline="") as handle:
-            scores[dtype] = {row["path"]: row for row in csv.DictReader(handle) if not row["error"]}
+        scores[dtype] = {row["path"]: row for row in read_table(output) if not row["error"]}
     shared = sorted(set(scores["fp32"]) & set(scores["bf16"]))
     rows = []
     for target in ("pesq", "stoi", "sdi"):

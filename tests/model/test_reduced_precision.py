@@ -6,7 +6,6 @@ score heads (attention, pooling) stay float32; scores stay close to float32's on
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 
 import modeling_mtqnet
 from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+from modeling_mtqnet.tables import read_table
 from modeling_mtqnet.tools import score
 from tests.helpers import noisy_tone
 
@@ -110,8 +110,7 @@ def test_score_command_dtype(tmp_path):
         output = tmp_path / f"{dtype}.csv"
         score.main([str(tmp_path), "--model", TEACHER, "--output", str(output), "--dtype", dtype,
                     "--num_workers", "0", "--no_progress"])
-        with open(output, newline="") as handle:
-            rows[dtype] = {row["path"]: float(row["pesq"]) for row in csv.DictReader(handle)}
+        rows[dtype] = {row["path"]: float(row["pesq"]) for row in read_table(output)}
     assert rows["fp32"].keys() == rows["bf16"].keys() and len(rows["fp32"]) == 4
     assert np.mean([abs(rows["fp32"][path] - rows["bf16"][path]) for path in rows["fp32"]]) <= PARITY_AIM
     with pytest.raises(SystemExit):

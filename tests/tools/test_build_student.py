@@ -14,6 +14,7 @@ from huggingface_hub import ModelCard
 from modeling_mtqnet import MTQNetForSpeechQualityAssessment
 from modeling_mtqnet.tables import read_table, to_float
 from modeling_mtqnet.tools.build_pretrained import main
+from modeling_mtqnet.tools.build_student import read_parts
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 from tests.tools.conftest import build_arguments
 
@@ -58,8 +59,7 @@ def test_scaled_down_student_rebuild_makes_an_s_n_g_model_with_a_stand_in_card(s
 
 
 def test_parts_keep_test_speakers_out_and_labels_where_they_belong(student_build):
-    parts = {name: read_table(student_build / "parts" / f"{name}.csv")
-             for name in ("pool", "candidates", "validation", "test")}
+    parts = read_parts(student_build / "parts")
     pool = {row["path"] for row in parts["pool"]}
     candidates = {row["path"] for row in parts["candidates"]}
     validation = {row["path"] for row in parts["validation"]}
