@@ -17,12 +17,20 @@ On the corpus of `mtqnet build-pretrained teacher-pesq-stoi-sdi` (its work folde
    bootstrap (test clips and seeds resampled together), the difference to scratch with its interval, a learning
    curve PNG, and the reading in plain words (`report.md`, `results.json`, `learning_curve.png`).
 
+5. the objective study (`--objectives`): the same runs with another loss (`huber`, `mse`, `mae`), Huber delta or
+   frame-loss weight alpha; each (method, objective) is an arm named `METHOD~LOSS_dDELTA_aALPHA` (the package's
+   default objective, Huber delta 1 alpha 1, keeps the plain method name, so its runs are shared), compared with
+   `--reference` (default scratch; `mpl` for the objective study) paired by seed.
+
 Runs are resumed one by one (a run with its predictions.csv is not trained again). The methods are the package's
-(`scratch kt mpl mpl_kt`) plus `mpl_balanced` / `mpl_kt_balanced`: the same with `--labelled_batch_share 0.5` (half of
-every epoch's draws carry primary labels).
+(`scratch kt mpl mpl_kt`, MPL with `mtqnet train`'s default `--labelled_batch_share 0.5`: at least half of every
+epoch's draws carry primary labels) plus `mpl_natural` / `mpl_kt_natural`: the same with `--labelled_batch_share 0`,
+the natural mix (labelled clips drawn at their share of the pool).
 
     .venv/bin/python benchmarks/label_efficiency.py --build_dir work/teacher --output_dir outputs/label_efficiency
     .venv/bin/python benchmarks/label_efficiency.py ... --sizes 50 200 800 --seeds 0 1 2 --methods scratch mpl
+    .venv/bin/python benchmarks/label_efficiency.py ... --sizes 200 --methods mpl --reference mpl \
+        --objectives huber/1/1 mse/1/1 mae/1/1 huber/0.5/1 huber/2/1 huber/1/0
 """
 
 from __future__ import annotations
@@ -43,12 +51,34 @@ from modeling_mtqnet.tools.build_student import (
 )
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS
 
-METHODS = ("scratch", "kt", "mpl", "mpl_kt", "mpl_balanced", "mpl_kt_balanced")
-BALANCED_SHARE = 0.5
+METHODS = ("scratch", "kt", "mpl", "mpl_kt", "mpl_natural", "mpl_kt_natural")
+LOSSES = ("huber", "mse", "mae")
+DEFAULT_OBJECTIVE = ("huber", 1.0, 1.0)  # `mtqnet train`'s: the paper's best (Table 2)
+
+
+def parse_objective(spec: str) -> tuple[str, float, float]:
+    """`LOSS/DELTA/ALPHA` (e.g. `huber/0.5/1`, `mse/1/0`) -> (loss, Huber delta, frame-loss weight alpha)."""
+    parts = spec.split("/")
+    try:
+        loss, delta, alpha = parts[0], float(parts[1]), float(parts[2])
+    except (IndexError, ValueError):
+        raise argparse.ArgumentTypeError(f"an objective is LOSS/DELTA/ALPHA, e.g. huber/1/1, got {spec!r}") from None
+    if len(parts) != 3 or loss not in LOSSES or delta <= 0 or alpha < 0:
+        raise argparse.ArgumentTypeError(f"an objective is LOSS/DELTA/ALPHA with LOSS in {LOSSES}, DELTA > 0 and "
+                                         f"ALPHA >= 0, got {spec!r}")
+    return loss, delta, alpha
+
+
+def arm_name(method: str, objective: tuple[str, float, float]) -> str:
+    """A run family's name: the method, plus the objective unless it is the default."""
+    if objective == DEFAULT_OBJECTIVE:
+        return method
+    loss, delta, alpha = objective
+    return f"{method}~{loss}_d{delta:g}_a{alpha:g}"
 
 
 def base_method(method: str) -> str:
-    return method.removesuffix("_balanced")
+    return method.removesuffix("_natural")
 
 
 def uses_pool(method: str) -> bool:
@@ -75,15 +105,17 @@ def make_parts(build_dir: Path, out: Path, pool: int, validation: int, test: int
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def train_run(method: str, size: int, seed: int, files: dict[str, Path], shared: dict[str, Path], output: Path,
-              args: argparse.Namespace) -> None:
+def train_run(method: str, objective: tuple[str, float, float], size: int, seed: int, files: dict[str, Path],
+              shared: dict[str, Path], output: Path, args: argparse.Namespace) -> None:
     from modeling_mtqnet.training.recipe import train_resuming
 
+    loss, delta, alpha = objective
     arguments = student_arguments(
         base_method(method), files["pooled" if uses_pool(method) else "labelled"], shared, output,
         preset=args.preset, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
         crop_s=args.crop_s, seed=seed, evaluations=4, teacher=TEACHER,
-        labelled_batch_share=BALANCED_SHARE if method.endswith("_balanced") else None, extra=["--disable_tqdm", "true"])
+        labelled_batch_share=0.0 if method.endswith("_natural") else None,
+        extra=["--disable_tqdm", "true", "--loss_type", loss, "--huber_delta", str(delta), "--alpha", str(alpha)])
     train_resuming(arguments, prog="label_efficiency")
 
 
@@ -133,7 +165,9 @@ def bootstrap(values: dict[int, np.ndarray], reference: dict[int, np.ndarray] | 
     return result
 
 
-def report(out: Path, sizes: list[int], seeds: list[int], methods: list[str], rounds: int) -> dict[str, Any]:
+def report(out: Path, sizes: list[int], seeds: list[int], methods: list[str], rounds: int,
+           reference: str = "scratch") -> dict[str, Any]:
+    """`methods` are arm names (see `arm_name`); differences are taken to the `reference` arm, paired by seed."""
     test = read_table(out / "tables" / "test.csv")
     paths = [row["path"] for row in test]
     true = np.array([[to_float(row[t]) for t in PRIMARY_TARGETS] for row in test])
@@ -148,22 +182,25 @@ def report(out: Path, sizes: list[int], seeds: list[int], methods: list[str], ro
             if not by_seed:
                 continue
             entry = {"seeds": sorted(by_seed), "metrics": bootstrap(by_seed, None, true, rounds, rng)}
-            scratch = predictions.get("scratch", {})
-            paired = sorted(set(by_seed) & set(scratch))
-            if method != "scratch" and paired:
-                entry["minus_scratch"] = bootstrap({s: by_seed[s] for s in paired}, scratch, true, rounds, rng)
+            baseline = predictions.get(reference, {})
+            paired = sorted(set(by_seed) & set(baseline))
+            if method != reference and paired:
+                entry["reference"] = reference
+                entry["minus_reference"] = bootstrap({s: by_seed[s] for s in paired}, baseline, true, rounds, rng)
             results[f"{method}@{size}"] = entry
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    write_report(out, results, sizes, methods, len(paths))
+    write_report(out, results, sizes, methods, len(paths), reference)
     plot(out, results, sizes, methods)
     return results
 
 
-def write_report(out: Path, results: dict[str, Any], sizes: list[int], methods: list[str], test_clips: int) -> None:
+def write_report(out: Path, results: dict[str, Any], sizes: list[int], methods: list[str], test_clips: int,
+                 reference: str = "scratch") -> None:
     lines = ["# Label efficiency (DNSMOS P.835 stand-in labels, shipped teacher)", "",
              f"Test: {test_clips} clips of the held-out part. Cells: mean over seeds [95% paired-bootstrap interval]. "
              "Primary labels are DNSMOS P.835 SIG / BAK / OVRL (speechmos) as S-MOS / N-MOS / G-MOS: stand-ins, "
-             "not 3QUEST.", ""]
+             "not 3QUEST. Arms: the method, and `~LOSS_dDELTA_aALPHA` where the objective is not the default "
+             "(Huber, delta 1, alpha 1).", ""]
     for metric in ("lcc", "srcc", "mse"):
         lines += [f"## {metric.upper()}", "", "| method | labelled | seeds | " + " | ".join(PRIMARY_TARGETS) + " |",
                   "|---|---:|---:|" + "---|" * len(PRIMARY_TARGETS)]
@@ -174,19 +211,19 @@ def write_report(out: Path, results: dict[str, Any], sizes: list[int], methods: 
                     cells = [_cell(entry["metrics"][f"{t}_{metric}"]) for t in PRIMARY_TARGETS]
                     lines.append(f"| {method} | {size} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["## Difference to scratch (LCC), paired by seed", "",
+    lines += [f"## Difference to {reference} (LCC), paired by seed", "",
               "| method | labelled | " + " | ".join(PRIMARY_TARGETS) + " |", "|---|---:|" + "---|" * 3]
     reading = []
     for size in sizes:
         for method in methods:
             entry = results.get(f"{method}@{size}")
-            if not entry or "minus_scratch" not in entry:
+            if not entry or "minus_reference" not in entry:
                 continue
-            diffs = [entry["minus_scratch"][f"{t}_lcc"] for t in PRIMARY_TARGETS]
+            diffs = [entry["minus_reference"][f"{t}_lcc"] for t in PRIMARY_TARGETS]
             lines.append(f"| {method} | {size} | " + " | ".join(_cell(d, signed=True) for d in diffs) + " |")
             for target, (mean, low, high) in zip(PRIMARY_TARGETS, diffs):
                 verdict = "better than" if low > 0 else "worse than" if high < 0 else "not distinguishable from"
-                reading.append(f"- {method} with {size} labelled clips, {target}: {verdict} scratch "
+                reading.append(f"- {method} with {size} labelled clips, {target}: {verdict} {reference} "
                                f"(LCC {mean:+.3f}, 95% interval {low:+.3f} to {high:+.3f}).")
     lines += ["", "## Reading", "", *reading, ""]
     (out / "report.md").write_text("\n".join(lines))
@@ -235,7 +272,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/label_efficiency"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 800])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=["scratch", "mpl", "mpl_balanced"], choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=["scratch", "kt", "mpl", "mpl_kt"], choices=METHODS)
+    parser.add_argument("--objectives", nargs="+", type=parse_objective, default=[DEFAULT_OBJECTIVE],
+                        help="LOSS/DELTA/ALPHA per arm (loss huber, mse or mae; Huber delta; frame-loss weight); "
+                             "every method is trained with each (default: huber/1/1)")
+    parser.add_argument("--reference", default="scratch",
+                        help="the arm differences are taken to (an arm name: a method, or METHOD~LOSS_dD_aA)")
     parser.add_argument("--pool", type=int, default=3000, help="student pool clips (training split)")
     parser.add_argument("--validation", type=int, default=100, help="labelled validation clips shared by every run")
     parser.add_argument("--test", type=int, default=600, help="test clips (held-out part)")
@@ -252,6 +294,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    arms = list(dict.fromkeys((method, objective) for method in args.methods for objective in args.objectives))
+    if args.reference not in [arm_name(*arm) for arm in arms]:
+        raise SystemExit(f"--reference {args.reference} is not one of the arms: "
+                         f"{', '.join(arm_name(*arm) for arm in arms)}")
     out = args.output_dir.resolve()
     settings = {k: v for k, v in vars(args).items() if k in ("pool", "validation", "test", "steps", "batch_size",
                                                              "learning_rate", "crop_s", "preset")}
@@ -274,17 +320,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for size in args.sizes:
             for seed in args.seeds:
                 files = training_tables(out / "tables" / f"n{size}_seed{seed}", parts, labels, size, seed)
-                for method in args.methods:
-                    name = f"{method}_n{size}_seed{seed}"
+                for method, objective in arms:
+                    name = f"{arm_name(method, objective)}_n{size}_seed{seed}"
                     output = out / "runs" / name
                     if (output / "predictions.csv").is_file():
                         continue
                     print(f"[label_efficiency] {name}", flush=True)
                     start = time.perf_counter()
-                    train_run(method, size, seed, files, shared, output, args)
+                    train_run(method, objective, size, seed, files, shared, output, args)
                     timings[name] = round(time.perf_counter() - start, 1)
                     (out / "timings.json").write_text(json.dumps(timings, indent=2))
-    report(out, args.sizes, args.seeds, args.methods, args.bootstrap)
+    report(out, args.sizes, args.seeds, [arm_name(*arm) for arm in arms], args.bootstrap, args.reference)
     print((out / "report.md").read_text())
     return 0
 

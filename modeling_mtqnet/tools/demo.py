@@ -14,7 +14,8 @@ Stages (each shows progress; a rerun skips the stages already done and resumes a
  5. pseudo   annotate every student clip with the teacher's PESQ / STOI / SDI predictions (MPL stage 1);
  6. students train MTQ-Net with each method (default: scratch and MPL; also kt, mpl_kt) on one budget (optimiser
              steps), seed and validation set: scratch / KT on the labelled clips, MPL on every student clip, with
-             pseudo labels for all and primary labels where they exist (MPL stage 2);
+             pseudo labels for all and primary labels where they exist, at least half of each epoch's draws
+             labelled clips (MPL stage 2);
  7. report   the paper-layout table (LCC / SRCC / MSE per target per method) on the test part: results.md, and
              scatter plots;
  8. final    save the MPL model (auxiliary heads dropped) to OUTPUT/model, score a few test files through
@@ -430,7 +431,9 @@ def stage_report(args, size, paths) -> None:
         f"{counts['student_labelled'] + counts['validation']} have (stand-in) primary labels: "
         f"{counts['student_labelled']} for training, {counts['validation']} for validation (model selection, "
         "shared by every method). Scratch and KT train on the labelled clips; MPL trains on every student clip but "
-        "the validation ones, with the teacher's pseudo labels for all of them and primary labels where they exist. "
+        "the validation ones, with the teacher's pseudo labels for all of them and primary labels where they exist, "
+        "drawn so that at least half of each epoch's clips are labelled ones (`--labelled_batch_share 0.5`, the "
+        "default). "
         f"Same budget for all: {steps} optimiser steps of batch {size.batch_size} ({size.student_epochs} epochs of "
         f"MPL's data), learning rate {size.learning_rate:g} (cosine), seed {args.seed}, Huber delta 1, alpha 1; "
         "the checkpoint with the best validation LCC (mean over the primary targets) is kept.",

@@ -58,11 +58,18 @@ def has_primary_labels(dataset) -> np.ndarray:
     return np.isfinite(labels).any(axis=1)
 
 
+# `mtqnet train --method mpl / mpl_kt` draws at least half of its training clips from the labelled ones. Measured
+# (benchmarks/README.md, label efficiency): with 200 labelled clips among 2,900 pseudo-labelled ones, the natural mix
+# (7% labelled per batch) was worse than scratch on every target (about -0.08 LCC), half-labelled batches level with it.
+DEFAULT_LABELLED_BATCH_SHARE = 0.5
+
+
 def labelled_share_weights(labelled: np.ndarray, share: float) -> torch.Tensor | None:
-    """Sampling weights giving labelled rows `share` of the draws, or None when every row or none is labelled (no
-    reweighting to do)."""
+    """Sampling weights giving labelled rows `share` of the draws, or None when there is no reweighting to do: every
+    row or none is labelled, or labelled rows already make up at least `share` of the data (their natural share is
+    kept; `share` is a floor, so 0 always keeps the natural mix)."""
     count = int(labelled.sum())
-    if count in (0, labelled.size):
+    if count in (0, labelled.size) or count >= share * labelled.size:
         return None
     weights = np.where(labelled, share / count, (1.0 - share) / (labelled.size - count))
     return torch.as_tensor(weights, dtype=torch.double)
@@ -77,9 +84,11 @@ class MTQNetTrainer(Trainer):
       micro-batches of the optimiser step, so accumulating k batches of n equals one batch of k x n.
     - Logs `loss_superv`, `loss_semi` and `loss_<target>` beside `loss`.
     - `ssl_learning_rate`: a separate learning rate for a fine-tuned SSL encoder (default: the main one).
-    - `labelled_batch_share`: with pseudo labels, draw training clips (with replacement, seeded) so that this share
-      of each epoch carries primary labels, instead of their share of the data. With few labelled clips among many
-      pseudo-labelled ones, the primary heads otherwise see a labelled clip only now and then.
+    - `labelled_batch_share`: with pseudo labels, when labelled clips are less than this share of the data, draw
+      training clips (with replacement, seeded) so that this share of each epoch carries primary labels. With few
+      labelled clips among many pseudo-labelled ones, the primary heads otherwise see a labelled clip only now and
+      then. None or 0 keeps the natural mix (the plain `Trainer` sampler); `mtqnet train` passes
+      `DEFAULT_LABELLED_BATCH_SHARE` unless told otherwise.
     """
 
     loss_is_scaled_for_ga = True  # compute_loss normalises by counts over the whole accumulation window
@@ -88,8 +97,8 @@ class MTQNetTrainer(Trainer):
                  labelled_batch_share: float | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.ssl_learning_rate = ssl_learning_rate
-        if labelled_batch_share is not None and not 0.0 < labelled_batch_share < 1.0:
-            raise ValueError(f"labelled_batch_share must be between 0 and 1 (exclusive), got {labelled_batch_share}")
+        if labelled_batch_share is not None and not 0.0 <= labelled_batch_share < 1.0:
+            raise ValueError(f"labelled_batch_share must be at least 0 and below 1, got {labelled_batch_share}")
         self.labelled_batch_share = labelled_batch_share
         self._component_sums: dict[str, float] = defaultdict(float)
         self._component_steps = 0
@@ -209,4 +218,5 @@ class MTQNetTrainer(Trainer):
 
 
 __all__ = ["MTQNetTrainer", "make_compute_metrics", "has_primary_labels", "labelled_share_weights",
+           "DEFAULT_LABELLED_BATCH_SHARE",
            "load_speech_quality_metric", "SPEECH_QUALITY_METRIC"]

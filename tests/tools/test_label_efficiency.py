@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ SIZES = ["8", "16"]
 
 def _arguments(build: Path, out: Path) -> list[str]:
     return ["--build_dir", str(build), "--output_dir", str(out), "--sizes", *SIZES, "--seeds", "0", "1",
-            "--methods", "scratch", "mpl_balanced", "--pool", "60", "--validation", "8", "--test", "24",
+            "--methods", "scratch", "mpl", "--pool", "60", "--validation", "8", "--test", "24",
             "--steps", "3", "--batch_size", "4", "--bootstrap", "50", "--workers", "1"]
 
 
@@ -37,15 +38,16 @@ def finished(teacher_build, tmp_path_factory) -> Path:
 
 def test_study_reports_every_method_and_size_with_intervals(finished):
     results = json.loads((finished / "results.json").read_text())
-    assert set(results) == {f"{m}@{n}" for m in ("scratch", "mpl_balanced") for n in SIZES}
+    assert set(results) == {f"{m}@{n}" for m in ("scratch", "mpl") for n in SIZES}
     for entry in results.values():
         assert entry["seeds"] == [0, 1]
         for mean, low, high in entry["metrics"].values():
             assert low - 1e-9 <= high
         assert -1.0 <= entry["metrics"]["g_mos_lcc"][0] <= 1.0
-    assert "minus_scratch" in results["mpl_balanced@8"] and "minus_scratch" not in results["scratch@8"]
+    assert results["mpl@8"]["reference"] == "scratch" and "minus_reference" not in results["scratch@8"]
+    assert set(results["mpl@8"]["minus_reference"]) == set(results["mpl@8"]["metrics"])
     report = (finished / "report.md").read_text()
-    assert "stand-ins" in report and "## Reading" in report and "mpl_balanced with 8 labelled clips" in report
+    assert "stand-ins" in report and "## Reading" in report and "mpl with 8 labelled clips" in report
     assert (finished / "learning_curve.png").stat().st_size > 5000
 
 
@@ -69,6 +71,32 @@ def test_a_second_run_trains_nothing_again(finished, teacher_build):
     assert len(before) == 8
     assert study.main(_arguments(teacher_build, finished)) == 0
     assert json.loads((finished / "timings.json").read_text()) == before
+
+
+def test_objective_arms_train_with_their_loss_and_compare_with_the_reference(finished, teacher_build, tmp_path):
+    """The objective study: `--objectives` adds arms trained with another loss / delta / alpha; the default objective's
+    arm is the plain method (its runs are reused, not trained again); differences go to `--reference`."""
+    out = tmp_path / "objectives"
+    shutil.copytree(finished, out)
+    arguments = _arguments(teacher_build, out)
+    arguments[arguments.index("--sizes") + 1: arguments.index("--seeds")] = ["8"]
+    arguments[arguments.index("--seeds") + 1: arguments.index("--methods")] = ["0"]
+    arguments[arguments.index("--methods") + 1: arguments.index("--pool")] = [
+        "mpl", "--objectives", "huber/1/1", "mse/1/0", "--reference", "mpl"]
+    assert study.main(arguments) == 0
+    timings = json.loads((out / "timings.json").read_text())
+    assert len(timings) == 9 and "mpl~mse_d1_a0_n8_seed0" in timings  # one new run, the default arm reused
+    config = json.loads((out / "runs" / "mpl~mse_d1_a0_n8_seed0" / "config.json").read_text())
+    assert config["loss_type"] == "mse" and config["frame_loss_weight"] == 0.0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"mpl@8", "mpl~mse_d1_a0@8"} and results["mpl~mse_d1_a0@8"]["reference"] == "mpl"
+    assert "mpl~mse_d1_a0 with 8 labelled clips, s_mos:" in (out / "report.md").read_text()
+    at = arguments.index("--reference")
+    with pytest.raises(SystemExit, match="--reference scratch is not one of the arms"):
+        study.main(arguments[:at] + arguments[at + 2:])
+    for bad in ("huber", "l1/1/1", "huber/0/1", "mse/1/x"):
+        with pytest.raises(Exception, match="LOSS/DELTA/ALPHA"):
+            study.parse_objective(bad)
 
 
 def test_bootstrap_of_perfect_and_identical_predictions():

@@ -271,6 +271,10 @@ def test_arguments_from_a_json_file_and_bad_choices(corpus, tmp_path):
         ["--train_file", "x.csv", "--output_dir", "o", "--bf16", "true"])
     assert training_args.use_cpu == (not torch.cuda.is_available())
     assert training_args.remove_unused_columns is False and data_args.pseudo_label_columns == PSEUDO
+    assert data_args.labelled_batch_share == 0.5  # MPL's measured default: at least half of the draws labelled
+    for bad in ("1", "-0.1"):
+        with pytest.raises(ValueError, match="--labelled_batch_share must be at least 0 and below 1"):
+            train.parse_arguments(["--train_file", "x.csv", "--output_dir", "o", "--labelled_batch_share", bad])
 
 
 def test_help_documents_the_options():
@@ -300,7 +304,8 @@ def test_two_process_ddp_on_cpu(corpus, tmp_path):
 
 
 def test_labelled_batch_share_draws_labelled_clips_at_the_asked_share(corpus, tmp_path):
-    """MPL with few labelled clips: `labelled_batch_share` makes the sampler draw them at that share (seeded)."""
+    """MPL with few labelled clips: `labelled_batch_share` makes the sampler draw them at that share (seeded); it is a
+    floor, so data already labelled at that share or more, or a share of 0, keeps the natural mix."""
     from modeling_mtqnet.training.trainer import has_primary_labels, labelled_share_weights
 
     config = MTQNetConfig.from_preset("tiny", ssl_config=None, auxiliary_target_names=PSEUDO)
@@ -313,6 +318,9 @@ def test_labelled_batch_share_draws_labelled_clips_at_the_asked_share(corpus, tm
     weights = labelled_share_weights(labelled, 0.5)
     assert math.isclose(float(weights[labelled].sum()), 0.5) and math.isclose(float(weights.sum()), 1.0)
     assert labelled_share_weights(np.ones(5, bool), 0.5) is None  # nothing to rebalance
+    assert labelled_share_weights(labelled, 0.25) is None  # 4 of 16 already labelled: the natural mix is kept
+    assert labelled_share_weights(labelled, 0.0) is None
+    assert labelled_share_weights(labelled, 0.3) is not None
     model = MTQNetForSpeechQualityAssessment(config)
     trainer = make_trainer(model, dataset, tmp_path / "share", labelled_batch_share=0.5)
     draws = [list(trainer._get_train_sampler()) for _ in range(2)]
@@ -321,7 +329,8 @@ def test_labelled_batch_share_draws_labelled_clips_at_the_asked_share(corpus, tm
     sampler = torch.utils.data.WeightedRandomSampler(weights, num_samples=4000, replacement=True,
                                                      generator=torch.Generator().manual_seed(0))
     assert abs(np.mean(labelled[np.fromiter(sampler, int)]) - 0.5) < 0.03
-    plain = make_trainer(model, dataset, tmp_path / "plain")
-    assert not isinstance(plain._get_train_sampler(), torch.utils.data.WeightedRandomSampler)
-    with pytest.raises(ValueError, match="between 0 and 1"):
+    for plain in (make_trainer(model, dataset, tmp_path / "plain"),
+                  make_trainer(model, dataset, tmp_path / "natural", labelled_batch_share=0.0)):
+        assert not isinstance(plain._get_train_sampler(), torch.utils.data.WeightedRandomSampler)
+    with pytest.raises(ValueError, match="at least 0 and below 1"):
         make_trainer(model, dataset, tmp_path / "bad", labelled_batch_share=1.0)
