@@ -252,6 +252,8 @@ def plot(out: Path, results: dict[str, Any], sizes: list[int], methods: list[str
                                          [p[1][2] - m for m, p in zip(mean, points)]], marker="o", capsize=3,
                           label=method)
         axis.set_xscale("log")
+        axis.set_xticks(sizes, [str(size) for size in sizes])  # the sizes run, not log-scale minor ticks
+        axis.minorticks_off()
         axis.set_xlabel("labelled clips")
         axis.set_title(target)
     axes[0].set_ylabel("test LCC (95% interval)")
