@@ -297,9 +297,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     arms = list(dict.fromkeys((method, objective) for method in args.methods for objective in args.objectives))
-    if args.reference not in [arm_name(*arm) for arm in arms]:
-        raise SystemExit(f"--reference {args.reference} is not one of the arms: "
-                         f"{', '.join(arm_name(*arm) for arm in arms)}")
+    names = [arm_name(*arm) for arm in arms]
+    if args.reference not in names:
+        raise SystemExit(f"--reference {args.reference} is not one of the arms: {', '.join(names)}")
     out = args.output_dir.resolve()
     settings = {k: v for k, v in vars(args).items() if k in ("pool", "validation", "test", "steps", "batch_size",
                                                              "learning_rate", "crop_s", "preset")}
@@ -322,8 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for size in args.sizes:
             for seed in args.seeds:
                 files = training_tables(out / "tables" / f"n{size}_seed{seed}", parts, labels, size, seed)
-                for method, objective in arms:
-                    name = f"{arm_name(method, objective)}_n{size}_seed{seed}"
+                for (method, objective), arm in zip(arms, names):
+                    name = f"{arm}_n{size}_seed{seed}"
                     output = out / "runs" / name
                     if (output / "predictions.csv").is_file():
                         continue
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     train_run(method, objective, size, seed, files, shared, output, args)
                     timings[name] = round(time.perf_counter() - start, 1)
                     (out / "timings.json").write_text(json.dumps(timings, indent=2))
-    report(out, args.sizes, args.seeds, [arm_name(*arm) for arm in arms], args.bootstrap, args.reference)
+    report(out, args.sizes, args.seeds, names, args.bootstrap, args.reference)
     print((out / "report.md").read_text())
     return 0
 
