@@ -46,6 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from modeling_mtqnet.tables import read_table, to_float
+from modeling_mtqnet.training.reporting import read_predictions, seed_bootstrap
 from modeling_mtqnet.tools.build_student import (
     TEACHER, draw_parts, evaluation_tables, label_parts, read_parts, student_arguments, training_tables,
 )
@@ -124,47 +125,6 @@ def train_run(method: str, objective: tuple[str, float, float], size: int, seed:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def metrics(predicted: np.ndarray, true: np.ndarray) -> tuple[float, float, float]:
-    """LCC, SRCC, MSE (vectorised enough for the bootstrap)."""
-    from scipy.stats import pearsonr, spearmanr
-
-    return float(pearsonr(predicted, true)[0]), float(spearmanr(predicted, true)[0]), \
-        float(np.mean((predicted - true) ** 2))
-
-
-def load_predictions(run: Path, test_paths: list[str]) -> np.ndarray:
-    """(clips, targets) predictions in `test_paths` order."""
-    rows = {Path(row["audio_id"]).name: row for row in read_table(run / "predictions.csv")}
-    return np.array([[to_float(rows[Path(p).name][f"{t}_pred"]) for t in PRIMARY_TARGETS] for p in test_paths])
-
-
-def bootstrap(values: dict[int, np.ndarray], reference: dict[int, np.ndarray] | None, true: np.ndarray,
-              rounds: int, rng: np.random.Generator) -> dict[str, list[float]]:
-    """Per target and metric: [mean over seeds, low, high] of the metric (or of its difference to `reference`, paired
-    by seed), the interval from resampling test clips and seeds together."""
-    seeds = sorted(values)
-    result: dict[str, list[float]] = {}
-    for k, target in enumerate(PRIMARY_TARGETS):
-        def statistic(clips: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
-            scores = []
-            for seed in chosen:
-                own = np.array(metrics(values[seed][clips, k], true[clips, k]))
-                if reference is not None:
-                    own = own - np.array(metrics(reference[seed][clips, k], true[clips, k]))
-                scores.append(own)
-            return np.mean(scores, axis=0)
-
-        everything = np.arange(true.shape[0])
-        point = statistic(everything, seeds)
-        draws = np.array([statistic(rng.integers(0, true.shape[0], true.shape[0]),
-                                    [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))])
-                          for _ in range(rounds)])
-        low, high = np.percentile(draws, [2.5, 97.5], axis=0)
-        for m, name in enumerate(("lcc", "srcc", "mse")):
-            result[f"{target}_{name}"] = [round(float(point[m]), 4), round(float(low[m]), 4), round(float(high[m]), 4)]
-    return result
-
-
 def report(out: Path, sizes: list[int], seeds: list[int], methods: list[str], rounds: int,
            reference: str = "scratch") -> dict[str, Any]:
     """`methods` are arm names (see `arm_name`); differences are taken to the `reference` arm, paired by seed."""
@@ -174,19 +134,22 @@ def report(out: Path, sizes: list[int], seeds: list[int], methods: list[str], ro
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {}
     for size in sizes:
-        predictions = {method: {seed: load_predictions(out / "runs" / f"{method}_n{size}_seed{seed}", paths)
+        predictions = {method: {seed: read_predictions(out / "runs" / f"{method}_n{size}_seed{seed}", paths,
+                                                       PRIMARY_TARGETS)
                                 for seed in seeds
                                 if (out / "runs" / f"{method}_n{size}_seed{seed}" / "predictions.csv").is_file()}
                        for method in methods}
         for method, by_seed in predictions.items():
             if not by_seed:
                 continue
-            entry = {"seeds": sorted(by_seed), "metrics": bootstrap(by_seed, None, true, rounds, rng)}
+            entry = {"seeds": sorted(by_seed),
+                     "metrics": seed_bootstrap(by_seed, None, true, PRIMARY_TARGETS, rounds, rng)}
             baseline = predictions.get(reference, {})
             paired = sorted(set(by_seed) & set(baseline))
             if method != reference and paired:
                 entry["reference"] = reference
-                entry["minus_reference"] = bootstrap({s: by_seed[s] for s in paired}, baseline, true, rounds, rng)
+                entry["minus_reference"] = seed_bootstrap({s: by_seed[s] for s in paired}, baseline, true,
+                                                         PRIMARY_TARGETS, rounds, rng)
             results[f"{method}@{size}"] = entry
     (out / "results.json").write_text(json.dumps(results, indent=2))
     write_report(out, results, sizes, methods, len(paths), reference)

@@ -1,6 +1,6 @@
 """`mtqnet`: one command for every job of the package, in the style of `hf` and `accelerate`.
 
-    mtqnet demo --output_dir outputs/demo          # the MPL pipeline end to end, offline
+    mtqnet demo --output_dir outputs/demo          # the MPL pipeline end to end on real speech, offline
     mtqnet score recordings/ --model DIR --output scores.csv
     mtqnet train --train_file train.csv --output_dir out/ --method mpl
     mtqnet app --model DIR                         # a web app: listen, look, compare
@@ -22,7 +22,8 @@ from .threads import free_core_threads, set_threads_from_free_cores
 # name -> (module whose `main(argv, prog)` runs it, one line for `mtqnet --help`). A command's module is imported
 # only when it runs, so one command never pays for another's dependencies (DNSMOS, onnx, huggingface_hub uploads).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("modeling_mtqnet.tools.demo", "the paper's MPL pipeline end to end on a corpus it builds itself"),
+    "demo": ("modeling_mtqnet.tools.demo",
+             "the paper's MPL pipeline end to end on real speech (after `mtqnet speech-pool --fetch` once)"),
     "train": ("modeling_mtqnet.training.recipe", "train MTQ-Net (scratch, kt, mpl, mpl_kt) or a MOSA-Net teacher"),
     "annotate": ("modeling_mtqnet.labels.annotate",
                  "add a teacher's pseudo labels (a model, intrusive PESQ/STOI/SDI or DNSMOS) to a manifest"),

@@ -33,9 +33,10 @@ PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 "$VENV/bin/python" -m pip uninstall --quiet -y torchaudio >/dev/null 2>&1 || true
 "$VENV/bin/python" -c "import torch, transformers, modeling_mtqnet; print('environment ready: torch', torch.__version__, 'transformers', transformers.__version__)"
 
-# Clean speech for the demo's corpus: piper-tts with the CC0 joe voice, in an environment of its own. piper is GPL-3,
+# Synthetic clean speech for `mtqnet tts` (a corpus where no recordings are at hand; the demo uses the real-speech
+# pool of `mtqnet speech-pool`): piper-tts with the CC0 joe voice, in an environment of its own. piper is GPL-3,
 # so the package never imports it: modeling_mtqnet/corpus/tts.py runs .venv-tts/bin/piper as a separate program.
-# Optional: without it, the demo falls back to espeak-ng. SKIP_TTS=1 skips it. tts.py looks for .venv-tts/bin/piper
+# Optional: without it, `mtqnet tts` falls back to espeak-ng. SKIP_TTS=1 skips it. tts.py looks for .venv-tts/bin/piper
 # (or piper on PATH, or $MTQNET_PIPER).
 TTS_VENV=.venv-tts
 if [ "${SKIP_TTS:-0}" != 1 ]; then
@@ -43,6 +44,6 @@ if [ "${SKIP_TTS:-0}" != 1 ]; then
     "$PYTHON" -m venv "$TTS_VENV"
   fi
   if ! "$TTS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-tts.txt; then
-    echo "warning: piper could not be installed into $TTS_VENV; the demo will use espeak-ng" >&2
+    echo "warning: piper could not be installed into $TTS_VENV; mtqnet tts will use espeak-ng" >&2
   fi
 fi

@@ -1,30 +1,34 @@
-"""The main job on the embedded default: the paper's MPL pipeline end to end, offline, on a corpus it builds itself.
+"""The main job on the embedded default: the paper's MPL pipeline end to end, offline, on real recorded speech.
 
-    mtqnet demo --output_dir outputs/demo [--quick] [--ssl_model NAME_OR_DIR] [--tts auto]
+    mtqnet speech-pool --fetch --packages_dir data/packages --output_dir data/pool   # once: real speech and noise
+    mtqnet demo --output_dir outputs/demo [--quick] [--seeds 0 1 2] [--train_teacher] [--pool_dir data/pool]
 
 Stages (each shows progress; a rerun skips the stages already done and resumes an interrupted one):
- 1. speech   synthesise clean sentences offline (piper with the CC0 joe voice from .venv-tts, else espeak-ng);
- 2. corpus   noisy, enhanced and coded versions with aligned clean references (`mtqnet corpus`); the test
-             split has voices, noises (babble, hum) and systems (RNNoise, FFmpeg afftdn, GSM) unseen in training,
-             beside seen ones;
- 3. labels   split the training part into a teacher part and a student part (by recording); intrusive PESQ / STOI /
-             SDI for the teacher part and the test part; DNSMOS P.835 stand-in labels for the test part and for a
-             limited number of student clips (the labelled ones, some kept for validation);
- 4. teacher  train the teacher (MOSA-Net trunk, `small` preset) on the intrusive labels (`mtqnet train`, scratch);
+ 1. pool     check the real-speech and noise pool (`mtqnet speech-pool`: recorded voices and noise recordings of
+             Debian packages, docs/data_sources.md);
+ 2. corpus   noisy, reverberant, enhanced and coded clips with aligned clean references (`mtqnet corpus`, the shipped
+             teacher's recipe on fewer, shorter clips): the test part has the speakers, noise recordings and systems
+             that the shipped teacher's corpus held out, so neither teacher nor students ever heard them;
+ 3. labels   DNSMOS P.835 stand-in labels for the test part and for a limited number of training clips (the labelled
+             ones, some kept for validation); intrusive PESQ / STOI / SDI for the test part (to score the teacher),
+             and with --train_teacher for a teacher part split off the training clips (by source recording);
+ 4. teacher  the shipped teacher `mtqnet/teacher-pesq-stoi-sdi`, or with --train_teacher one trained here (MOSA-Net
+             trunk, `small` preset, `mtqnet train --method scratch` on the intrusive labels);
  5. pseudo   annotate every student clip with the teacher's PESQ / STOI / SDI predictions (MPL stage 1);
- 6. students train MTQ-Net with each method (default: scratch and MPL; also kt, mpl_kt) on one budget (optimiser
-             steps), seed and validation set: scratch / KT on the labelled clips, MPL on every student clip, with
-             pseudo labels for all and primary labels where they exist, at least half of each epoch's draws
-             labelled clips (MPL stage 2);
- 7. report   the paper-layout table (LCC / SRCC / MSE per target per method) on the test part: results.md, and
-             scatter plots;
- 8. final    save the MPL model (auxiliary heads dropped) to OUTPUT/model, score a few test files through
-             `pipeline("speech-quality-assessment")` and through `AutoModel.from_pretrained(...,
-             trust_remote_code=True)` in a fresh process, and plot one file's frame-level S/N/G curves.
+ 6. students train MTQ-Net with each method (default: scratch, MPL and MPL + KT; also kt) and each seed on one
+             budget (optimiser steps) and one validation set: scratch / KT on the labelled clips, MPL on every student
+             clip, with pseudo labels for all and primary labels where they exist, at least half of each epoch's
+             draws labelled clips (MPL stage 2); KT and MPL + KT start from the teacher's trunk;
+ 7. report   LCC / SRCC / MSE per target per method, means over the seeds with 95% intervals (paired bootstrap over
+             test clips and seeds) and differences to scratch: results.md, and scatter plots;
+ 8. final    save the first seed's MPL + KT model (else MPL's; auxiliary heads dropped) to OUTPUT/model, score a
+             few test files through `pipeline("speech-quality-assessment")` and through
+             `AutoModel.from_pretrained(..., trust_remote_code=True)` in a fresh process, and plot its frame-level S/N/G curves over clean test
+             speech with a 0 dB noise burst and a dropout inside (how far the curves dip there: scores.json).
 
 Labels, plainly: 3QUEST (the paper's S-MOS / N-MOS / G-MOS) is a paid tool and cannot run here. The primary
 labels are DNSMOS P.835 stand-ins: SIG as s_mos, BAK as n_mos, OVRL as g_mos. The scores the final model gives are
-therefore predictions of DNSMOS P.835 on this synthetic corpus, not of 3QUEST.
+therefore predictions of DNSMOS P.835 on this corpus, not of 3QUEST.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..tables import read_table, to_float, write_table
+from ..tables import atomic_write_text, read_table, to_float, write_table
 from ..vocabulary import (
     ERROR_COLUMN,
     METHOD_DISPLAY_NAMES,
@@ -54,51 +58,50 @@ from ..vocabulary import (
 )
 
 STAND_IN_COLUMNS = {"s_mos": "dnsmos_sig", "n_mos": "dnsmos_bak", "g_mos": "dnsmos_ovrl"}
-STAGES = ("speech", "corpus", "labels", "teacher", "pseudo", "students", "report", "final")
-STAND_IN_LABELS = ("DNSMOS P.835 (speechmos) SIG, BAK and OVRL of the demo's synthetic corpus, as S-MOS, N-MOS and "
+STAGES = ("pool", "corpus", "labels", "teacher", "pseudo", "students", "report", "final")
+STAND_IN_LABELS = ("DNSMOS P.835 (speechmos) SIG, BAK and OVRL of the demo's real-speech corpus, as S-MOS, N-MOS and "
                    "G-MOS")
 STAND_IN_NOTE = ("Primary labels are stand-ins: DNSMOS P.835 SIG, BAK and OVRL (speechmos) as S-MOS, N-MOS and "
                  "G-MOS. 3QUEST, the paper's labeller, is a paid tool that cannot run here, so these numbers say how "
-                 "well each method learns DNSMOS P.835 on a synthetic corpus, not 3QUEST.")
+                 "well each method learns DNSMOS P.835, not 3QUEST.")
+SHIPPED_TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
+# Scratch, the paper's MPL, and MPL with the trunk started from the teacher's: the label-efficiency study
+# (benchmarks/README.md) found the gain over scratch with a few hundred labels in the teacher's trunk.
+DEFAULT_METHODS = ("scratch", "mpl", "mpl_kt")
+FINAL_METHODS = ("mpl_kt", "mpl")  # the final model: the first of these trained (else the last method)
+DEFAULT_POOL_DIR = Path("data/pool")
+POOL_COMMAND = "mtqnet speech-pool --fetch --packages_dir data/packages --output_dir data/pool"
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoSize:
     """How much data and training one run uses."""
 
-    recordings: int  # synthesised files of two sentences each
-    voices: int
-    utterances: int
-    test_fraction: float
-    teacher_fraction: float  # of the training split's sentence recordings
-    labelled_clips: int  # student clips with primary labels; the rest of the student part has pseudo labels only
+    utterances: int  # corpus clips (training and test parts)
+    labelled_clips: int  # training clips with primary labels; the other student clips have pseudo labels only
     validation_fraction: float  # of the labelled clips, shared by every student for model selection
-    teacher_epochs: int
-    student_epochs: int  # epochs over the whole student part; every method gets the same number of steps
+    student_steps: int  # one optimiser-step budget for every method and seed
+    evaluations: int  # validation passes per student (the best is kept)
+    seeds: tuple[int, ...]  # training seeds of every student method (`--seeds` overrides)
+    teacher_fraction: float = 0.5  # with --train_teacher: share of the training part's source recordings
+    teacher_epochs: int = 10  # with --train_teacher
     batch_size: int = 8
     learning_rate: float = 1e-3
     scored_files: int = 4
+    bootstrap_rounds: int = 1000
 
 
 SIZES = {
-    # About 17 minutes on 2 CPU cores (README): a few hundred labelled clips, as in a small listening test.
-    "full": DemoSize(recordings=200, voices=8, utterances=1200, test_fraction=0.2, teacher_fraction=0.55,
-                     labelled_clips=150, validation_fraction=0.15, teacher_epochs=10, student_epochs=15),
-    # A smoke run of the same pipeline in under 2 minutes (the tests use it): numbers mean nothing.
-    "quick": DemoSize(recordings=24, voices=4, utterances=120, test_fraction=0.25, teacher_fraction=0.55,
-                      labelled_clips=16, validation_fraction=0.25, teacher_epochs=2, student_epochs=2,
-                      scored_files=2),
+    # About 17 minutes on 2 CPU cores (README): 150 labelled clips, as in a small listening test; 3 methods x 3 seeds.
+    "full": DemoSize(utterances=1200, labelled_clips=150, validation_fraction=0.15, student_steps=350,
+                     evaluations=4, seeds=(0, 1, 2)),
+    # A smoke run of the same pipeline in about a minute (the tests use it): numbers mean nothing.
+    "quick": DemoSize(utterances=120, labelled_clips=16, validation_fraction=0.25, student_steps=8, evaluations=2,
+                      seeds=(0, 1), teacher_epochs=1, scored_files=2, bootstrap_rounds=50),
 }
 
-# Conditions: the test split adds noises and systems never seen in training to the seen ones.
-TRAIN_NOISES = ("white", "pink", "brown", "speech_shaped")
-TEST_NOISES = ("babble", "hum")
-TRAIN_SYSTEMS = ("none", "noisereduce", "sox_noisered", "opus", "mp3")
-TEST_SYSTEMS = ("rnnoise", "ffmpeg_afftdn", "gsm")
-SNRS = (-5.0, 0.0, 5.0, 10.0, 15.0, 20.0)
-# Every clip is a random 2.5 s segment of a two-sentence recording. DNSMOS tiles a clip to at least 9.01 s and
-# scores 9.01 s windows at 1 s hops: 2.5 s tiles to exactly 10 s, one window, the cheapest length (a 3.5 s clip
-# tiles to 14 s and costs five windows).
+# Every clip is at most 2.5 s: DNSMOS tiles a clip to at least 9.01 s and scores 9.01 s windows at 1 s hops, so 2.5 s
+# tiles to exactly 10 s, one window, the cheapest length (a 3.5 s clip tiles to 14 s and costs five windows).
 CLIP_SECONDS = 2.5
 SAMPLING_RATE = 16000  # the corpus's and the model's rate
 
@@ -226,7 +229,7 @@ def annotate(manifest: Path, output: Path, teacher_name: str, clean_column: str 
 
 
 def train_arguments(args: argparse.Namespace, size: DemoSize, output_dir: Path, train_file: Path, method: str,
-                    targets: Sequence[str], schedule: Sequence[str], test_file: Path,
+                    targets: Sequence[str], schedule: Sequence[str], test_file: Path, seed: int,
                     validation_file: Path | None = None, teacher: Path | None = None) -> list[str]:
     """`mtqnet train`'s command line for one model of the demo; `schedule` sets the budget (epochs or steps)."""
     arguments = [
@@ -235,7 +238,7 @@ def train_arguments(args: argparse.Namespace, size: DemoSize, output_dir: Path, 
         "--pseudo_label_columns", *PSEUDO_LABEL_TARGETS, *schedule,
         "--per_device_train_batch_size", str(size.batch_size), "--per_device_eval_batch_size", str(size.batch_size),
         "--learning_rate", str(size.learning_rate), "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
-        "--seed", str(args.seed), "--data_seed", str(args.seed), "--save_total_limit", "1",
+        "--seed", str(seed), "--data_seed", str(seed), "--save_total_limit", "1",
         # The checkpoint with the best mean LCC over the primary targets on the validation clips is kept.
         "--load_best_model_at_end", "true", "--metric_for_best_model", "lcc", "--greater_is_better", "true",
         "--logging_steps", "10", "--report_to", "none", "--skip_bad_files", "--dataloader_pin_memory", "false",
@@ -264,46 +267,68 @@ def run_training(arguments: list[str]) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------------- stages
 
 
-def stage_speech(args, size, paths) -> None:
-    from ..corpus.tts import synthesise_speech
+def corpus_recipe(size: DemoSize):
+    """The shipped teacher's corpus recipe (`build_pretrained.TeacherRecipe`) with the demo's count and clip length.
 
-    info = synthesise_speech(paths["speech"], size.recordings, size.voices, args.tts, args.seed, sentences_per_file=2)
-    print(f"Synthesised {info['count']} recordings with {info['engine']}")
+    Its seed and test fraction are the teacher's, so the test part has exactly the speakers its corpus held out (the
+    split depends on the speakers and the seed only), and its held-out noise recordings and systems."""
+    from .build_pretrained import TeacherRecipe
+
+    return dataclasses.replace(TeacherRecipe(), count=size.utterances, max_duration_s=CLIP_SECONDS)
+
+
+def stage_pool(args, size, paths) -> None:
+    """Check that `--pool_dir` holds a speech pool (speech/<speaker>/*.wav, noise/<kind>/*.wav)."""
+    pool = args.pool_dir
+    if not (pool / "speech").is_dir():
+        raise DemoError(f"No speech pool in {pool} (no speech/ folder). Make it once (real voices and noise recordings "
+                        f"of Debian packages, about 760 MB, 2 minutes): `{POOL_COMMAND}`, or give --pool_dir")
+    if not (pool / "noise").is_dir():
+        raise DemoError(f"{pool} has no noise/ folder: give a pool made by `mtqnet speech-pool`")
+    info = json.loads((pool / "pool_info.json").read_text()) if (pool / "pool_info.json").is_file() else {}
+    speakers = info.get("speakers")
+    summary = {"speakers": len(speakers) if isinstance(speakers, list) else speakers,
+               **{key: info.get(key) for key in ("clips", "hours", "noises")}}
+    atomic_write_text(paths["output"] / "pool.json", json.dumps({"pool_dir": str(pool), **summary}, indent=2))
+    print(f"Speech pool {pool}: " + ", ".join(f"{key} {value}" for key, value in summary.items()
+                                               if value is not None))
 
 
 def stage_corpus(args, size, paths) -> None:
     from ..corpus.builder import build_corpus
-    from ..corpus.tts import SPEAKER_PATTERN
+    from .build_pretrained import corpus_settings
 
-    report = build_corpus(
-        paths["speech"], paths["corpus"], noises=list(TRAIN_NOISES), snrs=SNRS, count=size.utterances,
-        seed=args.seed, systems=list(TRAIN_SYSTEMS), test_noises=list(TEST_NOISES), test_systems=list(TEST_SYSTEMS),
-        test_fraction=size.test_fraction, test_seen_conditions=True, speaker_pattern=SPEAKER_PATTERN,
-        level_jitter_db=6.0, max_duration_s=CLIP_SECONDS,
-    )
+    report = build_corpus(args.pool_dir / "speech", paths["corpus"],
+                          corpus_settings(corpus_recipe(size), args.pool_dir / "noise"))
     for name, reason in report.systems_unavailable.items():
         print(f"warning: system {name} is not available here and was skipped: {reason}", file=sys.stderr)
 
 
 def stage_labels(args, size, paths) -> None:
-    """Teacher / student / test parts; intrusive labels for teacher and test; stand-in labels for the labelled clips."""
+    """Student / test parts (and a teacher part with --train_teacher); stand-in labels for the labelled clips and the
+    test part; intrusive labels for the test part and the teacher part."""
     # Absolute audio paths from here on: the label tables live in another folder than the corpus manifest.
     rows = [{**row, **{column: str(paths["corpus"] / row[column]) for column in ("path", "clean_path")}}
             for row in read_rows(paths["corpus"] / "manifest.csv")]
     train_rows = [row for row in rows if row["split"] == "train"]
     test_rows = [row for row in rows if row["split"] == "test"]
-    teacher_rows, student_rows = split_training_part(train_rows, size.teacher_fraction, args.seed)
-    roles = student_roles(len(student_rows), size, args.seed)
+    if args.train_teacher:
+        teacher_rows, student_rows = split_training_part(train_rows, size.teacher_fraction, corpus_recipe(size).seed)
+    else:
+        teacher_rows, student_rows = [], train_rows  # the shipped teacher was trained on its own corpus
+    roles = student_roles(len(student_rows), size, corpus_recipe(size).seed)
     corpus, labels = paths["corpus"], paths["labels"]
     labelled_rows = [row for row, role in zip(student_rows, roles) if role != "unlabelled"]
-    for name, part in (("teacher_part", teacher_rows), ("labelled_part", labelled_rows), ("test_part", test_rows)):
+    for name, part in (("labelled_part", labelled_rows), ("test_part", test_rows)):
         write_rows(corpus / f"{name}.csv", part)
     labels.mkdir(parents=True, exist_ok=True)
-    teacher = annotate(corpus / "teacher_part.csv", labels / "teacher_intrusive.csv", "intrusive", "clean_path")
+    if teacher_rows:
+        write_rows(corpus / "teacher_part.csv", teacher_rows)
+        write_rows(labels / "teacher.csv", annotate(corpus / "teacher_part.csv", labels / "teacher_intrusive.csv",
+                                                    "intrusive", "clean_path"))
     intrusive_test = annotate(corpus / "test_part.csv", labels / "test_intrusive.csv", "intrusive", "clean_path")
     dnsmos_labelled = annotate(corpus / "labelled_part.csv", labels / "labelled_dnsmos.csv", "dnsmos")
     dnsmos_test = annotate(corpus / "test_part.csv", labels / "test_dnsmos.csv", "dnsmos")
-    write_rows(labels / "teacher.csv", teacher)
     write_rows(labels / "test.csv", merge_label_columns(add_stand_in_labels(dnsmos_test), intrusive_test,
                                                         PSEUDO_LABEL_TARGETS))
     stand_in = {row["path"]: row for row in add_stand_in_labels(merge_label_columns(labelled_rows, dnsmos_labelled,
@@ -326,17 +351,29 @@ def student_roles(count: int, size: DemoSize, seed: int) -> list[str]:
     return [roles[position] for position in np.argsort(order)]
 
 
+def teacher_dir(args, paths) -> Path:
+    """The teacher's model folder: trained here with --train_teacher, else the shipped one."""
+    from ..pretrained import resolve_model
+
+    return paths["teacher"] if args.train_teacher else Path(resolve_model(SHIPPED_TEACHER))
+
+
 def stage_teacher(args, size, paths) -> None:
+    if not args.train_teacher:
+        print(f"Teacher: the shipped {SHIPPED_TEACHER} ({teacher_dir(args, paths)}); --train_teacher trains one here")
+        return
     run_training(train_arguments(args, size, paths["teacher"], paths["labels"] / "teacher.csv", "scratch",
                                  PSEUDO_LABEL_TARGETS, ["--num_train_epochs", str(size.teacher_epochs),
-                                                  "--eval_strategy", "epoch", "--save_strategy", "epoch"],
-                                 paths["labels"] / "test.csv"))
+                                                        "--eval_strategy", "epoch", "--save_strategy", "epoch"],
+                                 paths["labels"] / "test.csv", args.seeds[0]))
 
 
 def stage_pseudo(args, size, paths) -> None:
-    """The teacher's PESQ / STOI / SDI predictions for every student clip, and the students' data files."""
-    labels = paths["labels"]
-    annotated = annotate(labels / "student_primary.csv", labels / "student_teacher.csv", str(paths["teacher"]))
+    """The teacher's PESQ / STOI / SDI predictions for every student clip (and for the test part, to score the
+    teacher), and the students' data files."""
+    labels, teacher = paths["labels"], str(teacher_dir(args, paths))
+    annotated = annotate(labels / "student_primary.csv", labels / "student_teacher.csv", teacher)
+    annotate(paths["corpus"] / "test_part.csv", labels / "test_teacher.csv", teacher)
     # Only the teacher's predictions become pseudo labels: the student part never sees intrusive scores.
     student = merge_label_columns(read_rows(labels / "student_primary.csv"), annotated, PSEUDO_LABEL_TARGETS)
     write_rows(labels / "student.csv", student)
@@ -351,127 +388,225 @@ def student_train_file(paths, method: str) -> Path:
     return paths["labels"] / ("student_all.csv" if method in PSEUDO_LABEL_METHODS else "student_labelled.csv")
 
 
-def student_steps_per_epoch(size: DemoSize, paths: dict[str, Path]) -> int:
-    """Optimiser steps of one epoch over MPL's data (every student clip but the validation ones)."""
-    return math.ceil(len(read_rows(paths["labels"] / "student_all.csv")) / size.batch_size)
+def run_dir(paths, method: str, seed: int) -> Path:
+    return paths["runs"] / method / f"seed{seed}"
 
 
-def train_student(args, size: DemoSize, paths: dict[str, Path], method: str, output: Path) -> None:
-    """One student. One budget for every method: the optimiser steps of `student_epochs` epochs over the whole
-    student part (MPL's data), evaluated and saved once per such epoch."""
-    steps_per_epoch = student_steps_per_epoch(size, paths)
-    schedule = ["--max_steps", str(steps_per_epoch * size.student_epochs), "--eval_strategy", "steps",
-                "--eval_steps", str(steps_per_epoch), "--save_strategy", "steps", "--save_steps", str(steps_per_epoch)]
-    teacher = paths["teacher"] if method in TEACHER_TRUNK_METHODS else None
-    run_training(train_arguments(args, size, output, student_train_file(paths, method), method, PRIMARY_TARGETS,
-                                 schedule, paths["labels"] / "test.csv", paths["labels"] / "validation.csv", teacher))
+def train_student(args, size: DemoSize, paths: dict[str, Path], method: str, seed: int) -> None:
+    """One student. One budget for every method and seed: `student_steps` optimiser steps, evaluated and saved
+    `evaluations` times."""
+    every = max(1, size.student_steps // size.evaluations)
+    schedule = ["--max_steps", str(size.student_steps), "--eval_strategy", "steps", "--eval_steps", str(every),
+                "--save_strategy", "steps", "--save_steps", str(every)]
+    teacher = teacher_dir(args, paths) if method in TEACHER_TRUNK_METHODS else None
+    run_training(train_arguments(args, size, run_dir(paths, method, seed), student_train_file(paths, method), method,
+                                 PRIMARY_TARGETS, schedule, paths["labels"] / "test.csv", seed,
+                                 paths["labels"] / "validation.csv", teacher))
 
 
 def stage_students(args, size, paths) -> None:
-    for method in args.methods:
-        output = paths["runs"] / method
-        if (output / "eval_results.json").exists():
+    from tqdm.auto import tqdm
+
+    runs = [(method, seed) for method in args.methods for seed in args.seeds]
+    for method, seed in tqdm(runs, desc="Students", unit="run"):
+        if (run_dir(paths, method, seed) / "eval_results.json").exists():
             continue  # trained by an earlier run of this stage
-        print(f"\n=== Student: {METHOD_DISPLAY_NAMES[method]} ===")
-        train_student(args, size, paths, method, output)
+        print(f"\n=== Student: {METHOD_DISPLAY_NAMES[method]}, seed {seed} ===")
+        train_student(args, size, paths, method, seed)
 
 
-def test_metrics(run_dir: Path) -> dict[str, float]:
-    results = json.loads((run_dir / "eval_results.json").read_text())
-    return {key: (math.nan if value is None else value) for key, value in results.items() if key.startswith("test_")}
+def labelled_test_rows(paths) -> tuple[list[str], np.ndarray]:
+    """(paths, (clips, targets) stand-in labels) of the test clips DNSMOS could score."""
+    rows = [row for row in read_rows(paths["labels"] / "test.csv")
+            if all(math.isfinite(to_float(row[t])) for t in PRIMARY_TARGETS)]
+    return [row["path"] for row in rows], np.array([[to_float(row[t]) for t in PRIMARY_TARGETS] for row in rows])
 
 
-def reading(metrics: dict[str, dict[str, float]]) -> str:
-    """A plain-words comparison of MPL (and KT) against scratch on every target, from the numbers themselves."""
+def method_results(args, size, paths) -> dict[str, dict[str, Any]]:
+    """Per method: `metrics` (target_metric -> [mean over seeds, low, high]) and, but for scratch, `minus_scratch`
+    (the same for the difference to scratch, paired by seed)."""
+    from ..training.reporting import read_predictions, seed_bootstrap
+
+    test_paths, true = labelled_test_rows(paths)
+    predictions = {method: {seed: read_predictions(run_dir(paths, method, seed), test_paths, PRIMARY_TARGETS)
+                            for seed in args.seeds} for method in args.methods}
+    rng = np.random.default_rng(0)
+    results: dict[str, dict[str, Any]] = {}
+    for method, by_seed in predictions.items():
+        results[method] = {"metrics": seed_bootstrap(by_seed, None, true, PRIMARY_TARGETS, size.bootstrap_rounds, rng)}
+        if method != "scratch" and "scratch" in predictions:
+            results[method]["minus_scratch"] = seed_bootstrap(by_seed, predictions["scratch"], true, PRIMARY_TARGETS,
+                                                              size.bootstrap_rounds, rng)
+    return results
+
+
+def _interval(values: Sequence[float], signed: bool = False) -> str:
+    mean, low, high = values
+    sign = "+" if signed else ""
+    return f"{mean:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]"
+
+
+def reading(results: dict[str, dict[str, Any]], seeds: Sequence[int]) -> str:
+    """Plain words, from the numbers: where each method beats scratch with an interval that excludes zero."""
     from ..vocabulary import display_name
 
-    if "scratch" not in metrics or len(metrics) < 2:
+    if "scratch" not in results or len(results) < 2:
         return "Only one method was trained: nothing to compare."
     lines = []
-    for method in (m for m in metrics if m != "scratch"):
-        parts = []
+    for method in (m for m in results if m != "scratch"):
+        better, worse, level = [], [], []
         for target in PRIMARY_TARGETS:
-            lcc = metrics[method][f"test_{target}_lcc"] - metrics["scratch"][f"test_{target}_lcc"]
-            mse = metrics[method][f"test_{target}_mse"] - metrics["scratch"][f"test_{target}_mse"]
-            parts.append(f"{display_name(target)} LCC {lcc:+.3f}, MSE {mse:+.3f}")
-        better = sum(metrics[method][f"test_{t}_lcc"] > metrics["scratch"][f"test_{t}_lcc"] for t in PRIMARY_TARGETS)
-        lines.append(f"- {METHOD_DISPLAY_NAMES[method]} against scratch: {'; '.join(parts)} "
-                     f"(higher LCC on {better} of {len(PRIMARY_TARGETS)} targets).")
+            mean, low, high = results[method]["minus_scratch"][f"{target}_lcc"]
+            (better if low > 0 else worse if high < 0 else level).append(f"{display_name(target)} {mean:+.3f}")
+        parts = ([f"higher LCC than scratch on {', '.join(better)}"] if better else []) + \
+                ([f"lower on {', '.join(worse)}"] if worse else []) + \
+                ([f"no measurable difference on {', '.join(level)} (the interval contains 0)"] if level else [])
+        lines.append(f"- {METHOD_DISPLAY_NAMES[method]} (mean of {len(seeds)} seeds): {'; '.join(parts)}.")
     return "\n".join(lines)
+
+
+def teacher_metrics(paths) -> dict[str, float]:
+    """The teacher's LCC / SRCC / MSE on the test part, against the intrusive labels."""
+    from ..training.reporting import lcc_srcc_mse
+
+    predicted = {os.path.normpath(row["path"]): row for row in read_rows(paths["labels"] / "test_teacher.csv")}
+    metrics = {}
+    for target in PSEUDO_LABEL_TARGETS:
+        pairs = np.array([(to_float(predicted[os.path.normpath(row["path"])][target]), to_float(row[target]))
+                          for row in read_rows(paths["labels"] / "test.csv")])
+        pairs = pairs[np.isfinite(pairs).all(axis=1)]
+        for key, value in zip(("lcc", "srcc", "mse"), lcc_srcc_mse(pairs[:, 0], pairs[:, 1])):
+            metrics[f"{target}_{key}"] = value
+    return metrics
 
 
 def stage_report(args, size, paths) -> None:
     from ..training.reporting import results_table
+    from ..vocabulary import display_name
 
-    metrics = {method: test_metrics(paths["runs"] / method) for method in args.methods}
-    table = results_table({METHOD_DISPLAY_NAMES[m]: values for m, values in metrics.items()}, PRIMARY_TARGETS)
-    teacher_table = results_table({"teacher (MOSA-Net trunk, intrusive labels)": test_metrics(paths["teacher"])},
+    results = method_results(args, size, paths)
+    means = {METHOD_DISPLAY_NAMES[m]: {key: values[0] for key, values in entry["metrics"].items()}
+             for m, entry in results.items()}
+    table = results_table(means, PRIMARY_TARGETS)
+    intervals = ["| method | " + " | ".join(f"{display_name(t)} LCC" for t in PRIMARY_TARGETS) + " | "
+                 + " | ".join(f"{display_name(t)} LCC - scratch" for t in PRIMARY_TARGETS) + " |",
+                 "|---|" + "---|" * (2 * len(PRIMARY_TARGETS))]
+    for method, entry in results.items():
+        own = [_interval(entry["metrics"][f"{t}_lcc"]) for t in PRIMARY_TARGETS]
+        difference = [_interval(entry["minus_scratch"][f"{t}_lcc"], signed=True) if "minus_scratch" in entry else "-"
+                      for t in PRIMARY_TARGETS]
+        intervals.append(f"| {METHOD_DISPLAY_NAMES[method]} | " + " | ".join(own + difference) + " |")
+    teacher_name = "teacher trained here" if args.train_teacher else SHIPPED_TEACHER
+    teacher_table = results_table({f"{teacher_name} (intrusive targets)": teacher_metrics(paths)},
                                   PSEUDO_LABEL_TARGETS)
     info = json.loads((paths["corpus"] / "corpus_info.json").read_text())
+    pool = json.loads((paths["output"] / "pool.json").read_text())
     counts = {name: len(read_rows(paths["labels"] / f"{name}.csv"))
-              for name in ("teacher", "student", "student_labelled", "validation", "test")}
-    steps = student_steps_per_epoch(size, paths) * size.student_epochs
-    comparison = reading(metrics)
-    tts = json.loads((paths["speech"] / "tts_settings.json").read_text())
+              for name in ("student", "student_labelled", "validation", "test")}
+    test_clips = len(labelled_test_rows(paths)[0])
+    comparison = reading(results, args.seeds)
+    config = info["config"]
+    held_out_noises = sorted(set(config["test_noises"]) - set(config["train_noises"]))
+    held_out_systems = sorted(set(config["test_systems"]) - set(config["train_systems"]))
+    teacher_line = (f"- Teacher: `{args.preset}` MOSA-Net trunk trained here from scratch on intrusive PESQ / STOI / "
+                    f"SDI of {len(read_rows(paths['labels'] / 'teacher.csv'))} clips for {size.teacher_epochs} "
+                    "epochs." if args.train_teacher else
+                    f"- Teacher: the shipped `{SHIPPED_TEACHER}` (trained on 10,000 clips of the same recipe; the "
+                    "test part's speakers, noise recordings and systems were held out of its corpus too).")
     text = "\n".join([
         "# MTQ-Net demo results (test part)", "",
+        f"Mean over {len(args.seeds)} training seeds ({', '.join(map(str, args.seeds))}); cells LCC / SRCC / MSE "
+        f"against the stand-in labels of {test_clips} test clips.", "",
         table, "",
-        "Cells: LCC / SRCC / MSE against the stand-in labels of the test part.", "",
+        "LCC with 95% intervals (paired bootstrap: test clips and seeds resampled together), and the difference to "
+        "scratch paired by seed:", "",
+        "\n".join(intervals), "",
         f"**{STAND_IN_NOTE}**", "",
         "## Reading", "", comparison, "",
         "## Set-up", "",
-        f"- Corpus: {info['utterances']} clips of {CLIP_SECONDS:g} s cut from {size.recordings} two-sentence "
-        f"recordings synthesised with {tts['engine']} ({size.voices} voices); noises "
-        f"{', '.join(info['config']['train_noises'])} and systems {', '.join(info['config']['train_systems'])} in "
-        f"training; the test part ({counts['test']} clips, voices unseen in training) adds "
-        f"{', '.join(TEST_NOISES)} and {', '.join(TEST_SYSTEMS)}; SNR {', '.join(f'{s:g}' for s in SNRS)} dB.",
-        f"- Teacher: `{args.preset}` MOSA-Net trunk trained from scratch on intrusive PESQ / STOI / SDI of "
-        f"{counts['teacher']} clips for {size.teacher_epochs} epochs.",
-        f"- Students: `{args.preset}` MTQ-Net. The student part has {counts['student']} other clips, of which "
+        f"- Speech: real recorded voices and noise recordings of Debian packages (`{pool['pool_dir']}`: "
+        f"{pool.get('speakers')} speakers, {pool.get('hours')} h; docs/data_sources.md).",
+        f"- Corpus: {info['utterances']} clips of at most {CLIP_SECONDS:g} s, the shipped teacher's recipe (`mtqnet "
+        f"corpus`: noise recordings and procedural noises at -5..30 dB SNR and clean, reverberation, enhancers, "
+        f"codecs, band limiting, clipping, packet loss). The test part ({counts['test']} clips) has speakers never "
+        f"heard in training and adds the held-out noises ({len(held_out_noises)}: music on hold, sports crowds, rain, "
+        f"brown noise) and systems ({', '.join(held_out_systems)}).",
+        teacher_line,
+        f"- Students: `{args.preset}` MTQ-Net. The student part has {counts['student']} clips, of which "
         f"{counts['student_labelled'] + counts['validation']} have (stand-in) primary labels: "
         f"{counts['student_labelled']} for training, {counts['validation']} for validation (model selection, "
-        "shared by every method). Scratch and KT train on the labelled clips; MPL trains on every student clip but "
-        "the validation ones, with the teacher's pseudo labels for all of them and primary labels where they exist, "
-        "drawn so that at least half of each epoch's clips are labelled ones (`--labelled_batch_share 0.5`, the "
-        "default). "
-        f"Same budget for all: {steps} optimiser steps of batch {size.batch_size} ({size.student_epochs} epochs of "
-        f"MPL's data), learning rate {size.learning_rate:g} (cosine), seed {args.seed}, Huber delta 1, alpha 1; "
-        "the checkpoint with the best validation LCC (mean over the primary targets) is kept.",
+        "shared by every method and seed). Scratch and KT train on the labelled clips; MPL and MPL + KT train on "
+        "every student clip but the validation ones, with the teacher's pseudo labels for all of them and primary "
+        "labels where they exist, drawn so that at least half of each epoch's clips are labelled ones "
+        "(`--labelled_batch_share 0.5`, the default). KT and MPL + KT start from the teacher's trunk, scratch and MPL "
+        f"from a random one. Same budget for all: {size.student_steps} optimiser steps of batch {size.batch_size}, "
+        f"learning rate {size.learning_rate:g} (cosine), Huber delta 1, alpha 1; the checkpoint with the best "
+        f"validation LCC (mean over the primary targets) of {size.evaluations} is kept. Seeds "
+        f"{', '.join(map(str, args.seeds))} (initialisation and batch order; the data is the same for every seed).",
         f"- SSL encoder: {args.ssl_model or 'none (the offline default)'}.", "",
         "## Teacher on the test part (intrusive targets)", "",
         teacher_table, "",
-        "Scatter plots: `plots/`. Per-clip predictions: `runs/<method>/predictions.csv`.", "",
+        "Scatter plots (first seed): `plots/`. Per-clip predictions: `runs/<method>/seed<k>/predictions.csv`.", "",
     ])
     (paths["output"] / "results.md").write_text(text)
+    (paths["output"] / "results.json").write_text(json.dumps(results, indent=2))
     plots = paths["output"] / "plots"
     plots.mkdir(exist_ok=True)
     for method in args.methods:
-        for png in (paths["runs"] / method).glob("scatter_*.png"):
+        for png in run_dir(paths, method, args.seeds[0]).glob("scatter_*.png"):
             shutil.copyfile(png, plots / f"{method}_{png.name}")
-    print("\n" + table + "\n\n" + STAND_IN_NOTE + "\n\n" + comparison)
+    print("\n" + table + "\n\n" + "\n".join(intervals) + "\n\n" + STAND_IN_NOTE + "\n\n" + comparison)
+
+
+# Where the frame demo puts its local degradations, as shares of the file's length, and how long they last.
+NOISE_BURST = (0.30, 1.0)  # (start share, seconds): pink noise at 0 dB SNR against the file's active speech level
+DROPOUT = (0.65, 0.4)  # samples set to zero, as a lost stretch of packets
 
 
 def frame_demo_file(paths, test_rows: list[dict[str, str]], count: int = 3
-                    ) -> tuple[Path, np.ndarray, list[tuple[float, str]]]:
-    """One file of `count` test clips of falling stand-in G-MOS, back to back (its frame curves should fall too):
-    (path, waveform at 16 kHz, segment starts with their conditions)."""
+                    ) -> tuple[Path, np.ndarray, dict[str, tuple[float, float]]]:
+    """Test clips without noise or processing (the highest stand-in G-MOS ones when there are too few), back to back,
+    with a burst of noise and a dropout inside: (path, waveform at 16 kHz, {"noise burst" / "dropout": (start,
+    end) in seconds}). Frame curves that follow the signal dip inside those windows and come back after them."""
     import soundfile
 
+    from ..corpus.signals import active_speech_power, power_law, shaped_noise
     from ..model.feature_extraction_mtqnet import load_audio
 
     rate = SAMPLING_RATE
     scored = sorted((row for row in test_rows if _number(row["g_mos"]) is not None),
                     key=lambda row: -float(row["g_mos"]))
-    picks = [scored[round(i * (len(scored) - 1) / max(1, count - 1))] for i in range(count)]
-    pieces, segments, position = [], [], 0.0
-    for row in picks:
-        audio = load_audio(row["path"], None, rate)
-        pieces.append(audio / max(1e-9, float(np.max(np.abs(audio)))) * 0.5)
-        segments.append((position, f"{row['noise_type']} {float(row['snr_db']):g} dB, {row['system']}"))
-        position += audio.size / rate
-    path, waveform = paths["output"] / "frame_demo.wav", np.concatenate(pieces)
+    clean = [row for row in scored if row["system"] == "none" and row["noise_type"] == "none"]
+    picks = (clean + [row for row in scored if row not in clean])[:count]
+    pieces = [load_audio(row["path"], None, rate) for row in picks]
+    waveform = np.concatenate([piece / max(1e-9, float(np.max(np.abs(piece)))) * 0.5 for piece in pieces])
+    seconds = waveform.size / rate
+    windows = {name: (round(share * seconds, 2), round(min(seconds, share * seconds + length), 2))
+               for name, (share, length) in (("noise burst", NOISE_BURST), ("dropout", DROPOUT))}
+    start, end = (round(t * rate) for t in windows["noise burst"])
+    noise = shaped_noise(np.random.default_rng(0), end - start, power_law(1.0))
+    noise *= math.sqrt(active_speech_power(waveform) / float(np.mean(noise ** 2)))  # 0 dB SNR
+    waveform[start:end] += noise
+    start, end = (round(t * rate) for t in windows["dropout"])
+    waveform[start:end] = 0.0
+    waveform = (waveform / max(1.0, float(np.max(np.abs(waveform))) / 0.99)).astype(np.float32)
+    path = paths["output"] / "frame_demo.wav"
     soundfile.write(path, waveform, rate)
-    return path, waveform, segments
+    return path, waveform, windows
+
+
+def window_contrast(result: dict[str, Any], windows: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """Per window and target: mean frame score inside the window minus the mean over frames outside every window
+    (negative: the curve dips where the signal is degraded)."""
+    times = np.asarray(result["frame_times"])
+    inside = {name: (times >= start) & (times < end) for name, (start, end) in windows.items()}
+    untouched = ~np.any(list(inside.values()), axis=0)
+    contrast = {}
+    for name, mask in inside.items():
+        contrast[name] = {target: round(float(np.mean(np.asarray(result["frame_scores"][target])[mask])
+                                              - np.mean(np.asarray(result["frame_scores"][target])[untouched])), 3)
+                          for target in PRIMARY_TARGETS} if mask.any() and untouched.any() else {}
+    return contrast
 
 
 def _number(value: Any) -> float | None:
@@ -489,15 +624,16 @@ def stage_final(args, size, paths) -> None:
     from ..sharing.model_card import CardOptions, render_card
     from .score import plot_frame_curve
 
-    source = paths["runs"] / ("mpl" if "mpl" in args.methods else args.methods[-1])  # the paper's method
+    method = next((m for m in FINAL_METHODS if m in args.methods), args.methods[-1])
+    source = run_dir(paths, method, args.seeds[0])
     model = MTQNetForSpeechQualityAssessment.from_pretrained(source).drop_auxiliary_heads()
     model.save_pretrained(paths["model"])
     MTQNetFeatureExtractor.from_model_config(model.config).save_pretrained(paths["model"])
     # Its card says plainly what the labels were (the web app shows that paragraph beside the scores).
-    card = render_card(source, CardOptions(repo_id="local/mtqnet-demo", method=source.name, stand_in_labels=True,
+    card = render_card(source, CardOptions(repo_id="local/mtqnet-demo", method=method, stand_in_labels=True,
                                            labels_description=STAND_IN_LABELS, dataset_name="demo test part"))
     (paths["model"] / "README.md").write_text(str(card), encoding="utf-8")
-    print(f"Saved the {source.name} model (auxiliary heads dropped) and its card to {paths['model']}")
+    print(f"Saved the {method} model of seed {args.seeds[0]} (auxiliary heads dropped) and its card to {paths['model']}")
 
     test_rows = read_rows(paths["labels"] / "test.csv")
     chosen = test_rows[:: max(1, len(test_rows) // size.scored_files)][: size.scored_files]
@@ -514,13 +650,17 @@ def stage_final(args, size, paths) -> None:
     difference = max(abs(remote[i][k] - scores[Path(f).name]["mtqnet"][t])
                      for i, f in enumerate(files) for k, t in enumerate(PRIMARY_TARGETS))
 
-    demo_path, waveform, segments = frame_demo_file(paths, test_rows)
+    demo_path, waveform, windows = frame_demo_file(paths, test_rows)
     result = scorer(str(demo_path))
-    plot_frame_curve(paths["output"] / "frame_scores.png", "Frame-level scores of three test clips back to back "
-                     "(stand-in G-MOS high to low)", result, waveform, SAMPLING_RATE, PRIMARY_TARGETS, spectrogram=True,
+    segments = [(0.0, "clean")] + [(t, label) for name, (start, end) in windows.items()
+                                   for t, label in ((start, name), (end, "clean"))]
+    plot_frame_curve(paths["output"] / "frame_scores.png", "Frame-level scores of clean test speech with a 0 dB noise "
+                     "burst and a dropout inside", result, waveform, SAMPLING_RATE, PRIMARY_TARGETS, spectrogram=True,
                      segments=segments)
+    contrast = window_contrast(result, windows)
     summary = {"model": str(paths["model"]), "files": scores, "remote_code_max_difference": difference,
-               "frame_demo": {"file": demo_path.name, **{t: result[t] for t in PRIMARY_TARGETS}}}
+               "frame_demo": {"file": demo_path.name, **{t: result[t] for t in PRIMARY_TARGETS},
+                              "windows_s": windows, "inside_minus_outside": contrast}}
     (paths["output"] / "scores.json").write_text(json.dumps(summary, indent=2))
     print("\nScores from pipeline('speech-quality-assessment'), beside the stand-in labels:")
     print("| file | " + " | ".join(f"{t} (label)" for t in PRIMARY_TARGETS) + " |")
@@ -529,6 +669,11 @@ def stage_final(args, size, paths) -> None:
         cells = [f"{values['mtqnet'][t]:.2f} ({_format(values['stand_in_labels'][t])})" for t in PRIMARY_TARGETS]
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"AutoModel.from_pretrained(trust_remote_code=True) in a fresh process: max difference {difference:.2e}")
+    print("Frame curves inside the local degradations of frame_demo.wav (mean inside minus mean outside; negative = "
+          "the curve dips there):")
+    for name, values in contrast.items():
+        print(f"  {name} {windows[name][0]:.2f}-{windows[name][1]:.2f} s: "
+              + ", ".join(f"{t} {v:+.3f}" for t, v in values.items()))
 
 
 def _format(value: float | None) -> str:
@@ -550,7 +695,7 @@ def remote_code_scores(model_dir: Path, files: list[str], cwd: Path) -> list[lis
 
 
 STAGE_FUNCTIONS: dict[str, Callable] = {
-    "speech": stage_speech, "corpus": stage_corpus, "labels": stage_labels, "teacher": stage_teacher,
+    "pool": stage_pool, "corpus": stage_corpus, "labels": stage_labels, "teacher": stage_teacher,
     "pseudo": stage_pseudo, "students": stage_students, "report": stage_report, "final": stage_final,
 }
 
@@ -562,34 +707,50 @@ def parse_args(argv: Sequence[str] | None = None, prog: str | None = "mtqnet dem
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/demo"),
                         help="where everything goes (default outputs/demo); a rerun skips the stages done")
-    parser.add_argument("--quick", action="store_true", help="a 2-minute smoke run of every stage (tiny corpus)")
-    parser.add_argument("--methods", nargs="+", choices=list(METHOD_DISPLAY_NAMES), default=["scratch", "mpl"],
-                        help="student methods to train and compare (default: scratch mpl); a rerun with more "
-                             "methods trains just the new ones")
+    parser.add_argument("--pool_dir", type=Path, default=DEFAULT_POOL_DIR,
+                        help=f"the real-speech and noise pool (default data/pool, made by `{POOL_COMMAND}`)")
+    parser.add_argument("--quick", action="store_true", help="a 1-minute smoke run of every stage (tiny corpus)")
+    parser.add_argument("--methods", nargs="+", choices=list(METHOD_DISPLAY_NAMES), default=list(DEFAULT_METHODS),
+                        help=f"student methods to train and compare (default: {' '.join(DEFAULT_METHODS)}); a rerun "
+                             "with more methods trains just the new ones")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="training seeds of every student method (default 0 1 2; --quick 0 1)")
+    parser.add_argument("--train_teacher", action="store_true",
+                        help=f"train the teacher on this corpus instead of using the shipped {SHIPPED_TEACHER}")
     parser.add_argument("--ssl_model", default=None,
-                        help="SSL encoder for teacher and students: a Hub name (microsoft/wavlm-base-plus) or a local "
-                             "folder; default none (offline)")
+                        help="SSL encoder for the students (and a teacher trained here): a Hub name "
+                             "(microsoft/wavlm-base-plus) or a local folder; default none (offline)")
     parser.add_argument("--freeze_ssl", action="store_true", help="keep the SSL encoder fixed")
-    parser.add_argument("--preset", default="small", help="model size for teacher and students (default small)")
-    parser.add_argument("--tts", choices=("auto", "piper", "espeak-ng"), default="auto",
-                        help="speech synthesiser (auto: piper when .venv-tts has it, else espeak-ng)")
-    parser.add_argument("--seed", type=int, default=0, help="one seed for corpus, splits, training")
+    parser.add_argument("--preset", default="small", help="model size for the students (and a teacher trained here; "
+                                                          "default small, the shipped teacher's)")
     parser.add_argument("--overwrite", action="store_true", help="delete an earlier demo run in --output_dir first")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if len(set(args.seeds or ())) != len(args.seeds or ()):
+        parser.error("--seeds: each seed once")
+    uses_trunk = sorted(set(args.methods) & set(TEACHER_TRUNK_METHODS))
+    if uses_trunk and not args.train_teacher and (args.ssl_model or args.preset != "small"):
+        parser.error(f"--methods {' '.join(uses_trunk)} (default: {' '.join(DEFAULT_METHODS)}) take the teacher's "
+                     "trunk, and the shipped teacher's is `small` without SSL: with --ssl_model or another --preset "
+                     "add --train_teacher, or choose --methods without kt / mpl_kt")
+    return args
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = "mtqnet demo") -> int:
     args = parse_args(argv)
     args.output_dir = args.output_dir.resolve()  # the remote-code check runs in another working directory
+    args.pool_dir = args.pool_dir.resolve()
     size = SIZES["quick" if args.quick else "full"]
+    args.seeds = list(args.seeds or size.seeds)
     output = args.output_dir
     if args.overwrite and (output / "demo_state.json").exists():
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
-    paths = {"output": output, "speech": output / "speech", "corpus": output / "corpus", "labels": output / "labels",
+    paths = {"output": output, "corpus": output / "corpus", "labels": output / "labels",
              "teacher": output / "teacher", "runs": output / "runs", "model": output / "model"}
-    settings = {"size": dataclasses.asdict(size), "ssl_model": args.ssl_model, "freeze_ssl": args.freeze_ssl,
-                "preset": args.preset, "tts": args.tts, "seed": args.seed}
+    # As JSON gives them back (tuples become lists), so that a rerun compares like with like.
+    settings = {"size": json.loads(json.dumps(dataclasses.asdict(size))), "pool_dir": str(args.pool_dir), "seeds": args.seeds,
+                "train_teacher": args.train_teacher, "ssl_model": args.ssl_model, "freeze_ssl": args.freeze_ssl,
+                "preset": args.preset}
     try:
         state = RunState(output, settings, args.methods)
         started = time.perf_counter()

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..tables import write_table
+from ..tables import read_table, to_float, write_table
 from ..vocabulary import display_name
 
 METRIC_KEYS = ("lcc", "srcc", "mse")
@@ -87,6 +87,51 @@ def write_predictions_csv(path: str | os.PathLike, audio_ids: Sequence[str], tar
     write_table(path, rows, header)
 
 
+def lcc_srcc_mse(predicted: np.ndarray, true: np.ndarray) -> tuple[float, float, float]:
+    """LCC, SRCC and MSE of one target's predictions."""
+    from scipy.stats import pearsonr, spearmanr
+
+    return float(pearsonr(predicted, true)[0]), float(spearmanr(predicted, true)[0]), \
+        float(np.mean((predicted - true) ** 2))
+
+
+def read_predictions(run_dir: str | os.PathLike, audio_paths: Sequence[str], targets: Sequence[str]) -> np.ndarray:
+    """(clips, targets) predictions of a run's predictions.csv, in `audio_paths` order (matched by file name)."""
+    rows = {Path(row["audio_id"]).name: row for row in read_table(Path(run_dir) / "predictions.csv")}
+    missing = [path for path in audio_paths if Path(path).name not in rows]
+    if missing:
+        raise ValueError(f"{run_dir}/predictions.csv has no prediction for {len(missing)} clip(s), e.g. {missing[0]}")
+    return np.array([[to_float(rows[Path(p).name][f"{t}_pred"]) for t in targets] for p in audio_paths])
+
+
+def seed_bootstrap(values: Mapping[int, np.ndarray], reference: Mapping[int, np.ndarray] | None, true: np.ndarray,
+                   targets: Sequence[str], rounds: int, rng: np.random.Generator) -> dict[str, list[float]]:
+    """Per target and metric: [mean over seeds, low, high] of LCC / SRCC / MSE, or of their difference to `reference`
+    paired by seed; the 95% interval from resampling test clips and seeds together (`values`: seed -> (clips,
+    targets) predictions; `true`: (clips, targets) labels)."""
+    seeds = sorted(values)
+    result: dict[str, list[float]] = {}
+    for k, target in enumerate(targets):
+        def statistic(clips: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
+            scores = []
+            for seed in chosen:
+                own = np.array(lcc_srcc_mse(values[seed][clips, k], true[clips, k]))
+                if reference is not None:
+                    own = own - np.array(lcc_srcc_mse(reference[seed][clips, k], true[clips, k]))
+                scores.append(own)
+            return np.mean(scores, axis=0)
+
+        everything = np.arange(true.shape[0])
+        point = statistic(everything, seeds)
+        draws = np.array([statistic(rng.integers(0, true.shape[0], true.shape[0]),
+                                    [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))])
+                          for _ in range(rounds)])
+        low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+        for m, name in enumerate(METRIC_KEYS):
+            result[f"{target}_{name}"] = [round(float(point[m]), 4), round(float(low[m]), 4), round(float(high[m]), 4)]
+    return result
+
+
 def agg_pyplot():
     """matplotlib.pyplot on the non-interactive Agg backend (files only; works without a display)."""
     import matplotlib
@@ -122,4 +167,5 @@ def scatter_plots(output_dir: str | os.PathLike, targets: Sequence[str], predict
     return paths
 
 
-__all__ = ["agg_pyplot", "results_table", "parse_results_table", "write_predictions_csv", "scatter_plots", "strip_prefix"]
+__all__ = ["agg_pyplot", "lcc_srcc_mse", "parse_results_table", "read_predictions", "results_table", "scatter_plots",
+           "seed_bootstrap", "strip_prefix", "write_predictions_csv"]
