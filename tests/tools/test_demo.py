@@ -262,3 +262,19 @@ def test_trunk_methods_with_another_trunk_need_a_teacher_trained_here(tmp_path, 
     assert parse_args(["--ssl_model", "x", "--methods", "scratch", "mpl"]).methods == ["scratch", "mpl"]
     with pytest.raises(SystemExit):
         parse_args(["--seeds", "1", "1"])
+
+
+def test_train_teacher_trains_one_on_a_part_of_its_own(tmp_path, small_pool):
+    """--train_teacher: a teacher part split off the training recordings, intrusive labels, a teacher trained here
+    whose trunk MPL + KT starts from."""
+    command = readme_demo_command(small_pool) + ["--quick", "--train_teacher", "--methods", "scratch", "mpl_kt",
+                                                 "--seeds", "0"]
+    completed = run_demo(command, tmp_path)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    output = tmp_path / "outputs" / "demo"
+    assert (output / "teacher" / "model.safetensors").is_file()
+    teacher, student = rows(output / "labels" / "teacher.csv"), rows(output / "labels" / "student.csv")
+    assert teacher and student and all(math.isfinite(float(r["pesq"])) for r in teacher)
+    assert {r["source_file"] for r in teacher}.isdisjoint(r["source_file"] for r in student)
+    assert "teacher trained here" in (output / "results.md").read_text()
+    assert "Saved the mpl_kt model of seed 0" in completed.stdout
