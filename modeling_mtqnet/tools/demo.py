@@ -23,8 +23,9 @@ Stages (each shows progress; a rerun skips the stages already done and resumes a
              test clips and seeds) and differences to scratch: results.md, and scatter plots;
  8. final    save the first seed's MPL + KT model (else MPL's; auxiliary heads dropped) to OUTPUT/model, score a
              few test files through `pipeline("speech-quality-assessment")` and through
-             `AutoModel.from_pretrained(..., trust_remote_code=True)` in a fresh process, and plot its frame-level S/N/G curves over clean test
-             speech with a 0 dB noise burst and a dropout inside (how far the curves dip there: scores.json).
+             `AutoModel.from_pretrained(..., trust_remote_code=True)` in a fresh process, and plot its frame-level
+             S/N/G curves over clean test speech with a 0 dB noise burst and a dropout inside (how far the curves dip
+             there: scores.json).
 
 Labels, plainly: 3QUEST (the paper's S-MOS / N-MOS / G-MOS) is a paid tool and cannot run here. The primary
 labels are DNSMOS P.835 stand-ins: SIG as s_mos, BAK as n_mos, OVRL as g_mos. The scores the final model gives are
@@ -467,15 +468,16 @@ def reading(results: dict[str, dict[str, Any]], seeds: Sequence[int]) -> str:
 
 def teacher_metrics(paths) -> dict[str, float]:
     """The teacher's LCC / SRCC / MSE on the test part, against the intrusive labels."""
-    from ..training.reporting import lcc_srcc_mse
+    from ..training.reporting import METRIC_KEYS, lcc_srcc_mse
 
     predicted = {os.path.normpath(row["path"]): row for row in read_rows(paths["labels"] / "test_teacher.csv")}
+    test_rows = read_rows(paths["labels"] / "test.csv")
     metrics = {}
     for target in PSEUDO_LABEL_TARGETS:
         pairs = np.array([(to_float(predicted[os.path.normpath(row["path"])][target]), to_float(row[target]))
-                          for row in read_rows(paths["labels"] / "test.csv")])
+                          for row in test_rows])
         pairs = pairs[np.isfinite(pairs).all(axis=1)]
-        for key, value in zip(("lcc", "srcc", "mse"), lcc_srcc_mse(pairs[:, 0], pairs[:, 1])):
+        for key, value in zip(METRIC_KEYS, lcc_srcc_mse(pairs[:, 0], pairs[:, 1])):
             metrics[f"{target}_{key}"] = value
     return metrics
 
@@ -633,7 +635,8 @@ def stage_final(args, size, paths) -> None:
     card = render_card(source, CardOptions(repo_id="local/mtqnet-demo", method=method, stand_in_labels=True,
                                            labels_description=STAND_IN_LABELS, dataset_name="demo test part"))
     (paths["model"] / "README.md").write_text(str(card), encoding="utf-8")
-    print(f"Saved the {method} model of seed {args.seeds[0]} (auxiliary heads dropped) and its card to {paths['model']}")
+    print(f"Saved the {method} model of seed {args.seeds[0]} (auxiliary heads dropped) and its card to "
+          f"{paths['model']}")
 
     test_rows = read_rows(paths["labels"] / "test.csv")
     chosen = test_rows[:: max(1, len(test_rows) // size.scored_files)][: size.scored_files]
@@ -748,9 +751,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = "mtqnet demo") ->
     paths = {"output": output, "corpus": output / "corpus", "labels": output / "labels",
              "teacher": output / "teacher", "runs": output / "runs", "model": output / "model"}
     # As JSON gives them back (tuples become lists), so that a rerun compares like with like.
-    settings = {"size": json.loads(json.dumps(dataclasses.asdict(size))), "pool_dir": str(args.pool_dir), "seeds": args.seeds,
-                "train_teacher": args.train_teacher, "ssl_model": args.ssl_model, "freeze_ssl": args.freeze_ssl,
-                "preset": args.preset}
+    settings = {"size": json.loads(json.dumps(dataclasses.asdict(size))), "pool_dir": str(args.pool_dir),
+                "seeds": args.seeds, "train_teacher": args.train_teacher, "ssl_model": args.ssl_model,
+                "freeze_ssl": args.freeze_ssl, "preset": args.preset}
     try:
         state = RunState(output, settings, args.methods)
         started = time.perf_counter()
