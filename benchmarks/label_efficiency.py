@@ -25,7 +25,9 @@ On the corpus of `mtqnet build-pretrained teacher-pesq-stoi-sdi` (its work folde
 Runs are resumed one by one (a run with its predictions.csv is not trained again). The methods are the package's
 (`scratch kt mpl mpl_kt`, MPL with `mtqnet train`'s default `--labelled_batch_share 0.5`: at least half of every
 epoch's draws carry primary labels) plus `mpl_natural` / `mpl_kt_natural`: the same with `--labelled_batch_share 0`,
-the natural mix (labelled clips drawn at their share of the pool).
+the natural mix (labelled clips drawn at their share of the pool), and `mpl_oracle`: MPL whose pseudo labels are the
+pool's intrusive PESQ / STOI / SDI (computed against the clean reference, what a perfect teacher would give), to tell
+the teacher's errors apart from how much PESQ / STOI / SDI say about the primary targets at all.
 
     .venv/bin/python benchmarks/label_efficiency.py --build_dir work/teacher --output_dir outputs/label_efficiency
     .venv/bin/python benchmarks/label_efficiency.py ... --sizes 50 200 800 --seeds 0 1 2 --methods scratch mpl
@@ -45,14 +47,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from modeling_mtqnet.tables import read_table, to_float
+from modeling_mtqnet.pretrained import SHIPPED_TEACHER
+from modeling_mtqnet.tables import columns_of, read_table, to_float, write_table
 from modeling_mtqnet.training.reporting import read_predictions, seed_bootstrap
 from modeling_mtqnet.tools.build_student import (
-    TEACHER, draw_parts, evaluation_tables, label_parts, read_parts, student_arguments, training_tables,
+    draw_parts, evaluation_tables, label_parts, read_parts, student_arguments, training_tables,
 )
-from modeling_mtqnet.vocabulary import PRIMARY_TARGETS
+from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 
-METHODS = ("scratch", "kt", "mpl", "mpl_kt", "mpl_natural", "mpl_kt_natural")
+METHODS = ("scratch", "kt", "mpl", "mpl_kt", "mpl_natural", "mpl_kt_natural", "mpl_oracle")
+VARIANT_SUFFIXES = ("_natural", "_oracle")
 LOSSES = ("huber", "mse", "mae")
 DEFAULT_OBJECTIVE = ("huber", 1.0, 1.0)  # `mtqnet train`'s: the paper's best (Table 2)
 
@@ -79,7 +83,10 @@ def arm_name(method: str, objective: tuple[str, float, float]) -> str:
 
 
 def base_method(method: str) -> str:
-    return method.removesuffix("_natural")
+    """The `mtqnet train --method` of a study method (`mpl_natural` -> `mpl`)."""
+    for suffix in VARIANT_SUFFIXES:
+        method = method.removesuffix(suffix)
+    return method
 
 
 def uses_pool(method: str) -> bool:
@@ -101,6 +108,23 @@ def make_parts(build_dir: Path, out: Path, pool: int, validation: int, test: int
         raise SystemExit(str(problem)) from problem
 
 
+def oracle_table(build_dir: Path, pooled: Path) -> Path:
+    """`pooled.csv` with its pseudo-label columns replaced by the intrusive labels of the teacher build (the clean
+    reference's PESQ / STOI / SDI of every pool clip): `pooled_oracle.csv` beside it."""
+    output = pooled.with_name("pooled_oracle.csv")
+    if output.is_file():
+        return output
+    intrusive = {row["path"]: row for row in read_table(build_dir / "labels" / "train.csv")}
+    rows = read_table(pooled)
+    missing = [row["path"] for row in rows if row["path"] not in intrusive]
+    if missing:
+        raise SystemExit(f"{len(missing)} pool clips have no intrusive label in {build_dir / 'labels'}, e.g. "
+                         f"{missing[0]}")
+    oracle = [{**row, **{target: intrusive[row["path"]][target] for target in PSEUDO_LABEL_TARGETS}} for row in rows]
+    write_table(output, oracle, columns_of(oracle))
+    return output
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Runs
 # ----------------------------------------------------------------------------------------------------------------
@@ -111,10 +135,13 @@ def train_run(method: str, objective: tuple[str, float, float], size: int, seed:
     from modeling_mtqnet.training.recipe import train_resuming
 
     loss, delta, alpha = objective
+    train_file = files["labelled"]
+    if uses_pool(method):
+        train_file = oracle_table(args.build_dir, files["pooled"]) if method.endswith("_oracle") else files["pooled"]
     arguments = student_arguments(
-        base_method(method), files["pooled" if uses_pool(method) else "labelled"], shared, output,
+        base_method(method), train_file, shared, output,
         preset=args.preset, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        crop_s=args.crop_s, seed=seed, evaluations=4, teacher=TEACHER,
+        crop_s=args.crop_s, seed=seed, evaluations=4, teacher=SHIPPED_TEACHER,
         labelled_batch_share=0.0 if method.endswith("_natural") else None,
         extra=["--disable_tqdm", "true", "--loss_type", loss, "--huber_delta", str(delta), "--alpha", str(alpha)])
     train_resuming(arguments, prog="label_efficiency")

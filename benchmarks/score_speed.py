@@ -31,11 +31,11 @@ import soundfile
 import torch
 
 from modeling_mtqnet import MTQNetConfig, MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+from modeling_mtqnet.pretrained import SHIPPED_TEACHER as TEACHER
 from modeling_mtqnet.tables import read_table
 from modeling_mtqnet.tools.score import main as score_main
 
 SAMPLING_RATE = 16000
-TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
 PRESETS = {"small": {}, "mosa-net": {}}
 
 

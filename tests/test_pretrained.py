@@ -27,10 +27,10 @@ from modeling_mtqnet import pretrained
 from modeling_mtqnet.labels.annotate import ModelTeacher, make_teacher
 from modeling_mtqnet.model.modeling_mtqnet import CODE_FILES
 from modeling_mtqnet.pretrained import SHIPPED, pretrained_path, resolve_model
+from modeling_mtqnet.pretrained import SHIPPED_TEACHER as TEACHER
 from tests.helpers import run_without_package
 
 REPO = Path(__file__).resolve().parents[1]
-TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
 STUDENT = "mtqnet/small-p835"
 REAL_CLIP = REPO / "tests" / "fixtures" / "real_speech_en_allison.wav"
 RANGES = {"pesq": (1.04, 4.64), "stoi": (0.0, 1.0), "sdi": (0.0, math.inf)}

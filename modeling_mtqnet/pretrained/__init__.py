@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..model.configuration_mtqnet import PRESETS
+
 PRETRAINED_DIR = Path(__file__).resolve().parent
 NAMESPACE = "mtqnet"
 
@@ -26,6 +28,21 @@ SHIPPED: dict[str, str] = {
     "mtqnet/small-p835": "S-MOS / N-MOS / G-MOS model (`small` preset, MPL with the teacher's pseudo labels) trained "
                          "on DNSMOS P.835 stand-in labels of real speech: it predicts DNSMOS P.835, not 3QUEST",
 }
+
+
+#: The MPL teacher shipped with the package. `mtqnet train` starts a student from its trunk by default
+#: (`--method mpl_kt`), and the demo uses it unless told to train one.
+SHIPPED_TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
+#: Its trunk's preset (no SSL encoder, the preset's fusion mode); only a student built alike can start from it.
+SHIPPED_TEACHER_PRESET = "small"
+
+
+def shipped_teacher_fits(preset: str, ssl_model: str | None = None, fusion_mode: str | None = None) -> bool:
+    """Whether a student of `preset`, SSL encoder `ssl_model` (None or "none": no SSL branch) and `fusion_mode`
+    (None: the preset's) is built like the shipped teacher's trunk, so that `load_trunk_from` can take it."""
+    teacher_fusion = PRESETS[SHIPPED_TEACHER_PRESET].get("fusion_mode")
+    return (preset == SHIPPED_TEACHER_PRESET and ssl_model in (None, "none")
+            and fusion_mode in (None, teacher_fusion))
 
 
 def folder_name(short_name: str) -> str:
@@ -59,4 +76,5 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     return name
 
 
-__all__ = ["PRETRAINED_DIR", "SHIPPED", "folder_name", "is_short_name", "pretrained_path", "resolve_model"]
+__all__ = ["PRETRAINED_DIR", "SHIPPED", "SHIPPED_TEACHER", "SHIPPED_TEACHER_PRESET", "folder_name", "is_short_name",
+           "pretrained_path", "resolve_model", "shipped_teacher_fits"]

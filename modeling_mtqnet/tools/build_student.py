@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..pretrained import PRETRAINED_DIR, resolve_model
+from ..pretrained import PRETRAINED_DIR, SHIPPED_TEACHER, resolve_model
 from ..tables import columns_of, read_table, write_table
 from ..vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 from .build_pretrained import (
@@ -34,7 +34,6 @@ from .build_pretrained import (
     ship_stage, speaker_languages,
 )
 
-TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
 STAND_IN_WORDING = ("DNSMOS P.835 (speechmos) SIG, BAK and OVRL used as stand-ins for S-MOS, N-MOS and G-MOS: "
                     "the model predicts DNSMOS P.835, not listening-test or 3QUEST scores")
 # Columns the parts keep from the corpus rows (what training, evaluation by factor and the card need).
@@ -66,7 +65,7 @@ class StudentRecipe:
     labelled: int = 1200
     validation: int = 100
     test: int = 300
-    teacher: str = TEACHER
+    teacher: str = SHIPPED_TEACHER
     method: str = "mpl"
     labelled_batch_share: float = 0.0
     preset: str = "small"
@@ -113,7 +112,7 @@ def read_parts(out: Path) -> dict[str, list[dict[str, Any]]]:
     return {name: read_table(out / f"{name}.csv") for name in ("pool", "candidates", "validation", "test")}
 
 
-def label_parts(out: Path, workers: int, teacher: str = TEACHER) -> dict[str, dict[str, dict[str, str]]]:
+def label_parts(out: Path, workers: int, teacher: str = SHIPPED_TEACHER) -> dict[str, dict[str, dict[str, str]]]:
     """path -> labels: DNSMOS stand-ins (as s_mos / n_mos / g_mos) for candidates, validation and test; the teacher's
     pseudo labels for the pool. Resumable (annotation shards)."""
     from .demo import add_stand_in_labels, annotate
@@ -165,7 +164,7 @@ def evaluation_tables(folder: Path, parts: dict, labels: dict) -> dict[str, Path
 
 def student_arguments(method: str, train_file: Path, tables: dict[str, Path], output: Path, *, preset: str,
                       steps: int, batch_size: int, learning_rate: float, crop_s: float, seed: int, evaluations: int,
-                      teacher: str = TEACHER, labelled_batch_share: float | None = None,
+                      teacher: str = SHIPPED_TEACHER, labelled_batch_share: float | None = None,
                       extra: Sequence[str] = ()) -> list[str]:
     """`mtqnet train`'s command line for an S/N/G student (`method`: scratch, kt, mpl, mpl_kt)."""
     evaluate_every = max(1, steps // evaluations)

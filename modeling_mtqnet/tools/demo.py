@@ -48,6 +48,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..pretrained import SHIPPED_TEACHER, resolve_model, shipped_teacher_fits
 from ..tables import atomic_write_text, read_table, to_float, write_table
 from ..vocabulary import (
     ERROR_COLUMN,
@@ -65,7 +66,6 @@ STAND_IN_LABELS = ("DNSMOS P.835 (speechmos) SIG, BAK and OVRL of the demo's rea
 STAND_IN_NOTE = ("Primary labels are stand-ins: DNSMOS P.835 SIG, BAK and OVRL (speechmos) as S-MOS, N-MOS and "
                  "G-MOS. 3QUEST, the paper's labeller, is a paid tool that cannot run here, so these numbers say how "
                  "well each method learns DNSMOS P.835, not 3QUEST.")
-SHIPPED_TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
 # Scratch, the paper's MPL, and MPL with the trunk started from the teacher's: the label-efficiency study
 # (benchmarks/README.md) found the gain over scratch with a few hundred labels in the teacher's trunk.
 DEFAULT_METHODS = ("scratch", "mpl", "mpl_kt")
@@ -354,8 +354,6 @@ def student_roles(count: int, size: DemoSize, seed: int) -> list[str]:
 
 def teacher_dir(args, paths) -> Path:
     """The teacher's model folder: trained here with --train_teacher, else the shipped one."""
-    from ..pretrained import resolve_model
-
     return paths["teacher"] if args.train_teacher else Path(resolve_model(SHIPPED_TEACHER))
 
 
@@ -731,7 +729,7 @@ def parse_args(argv: Sequence[str] | None = None, prog: str | None = "mtqnet dem
     if len(set(args.seeds or ())) != len(args.seeds or ()):
         parser.error("--seeds: each seed once")
     uses_trunk = sorted(set(args.methods) & set(TEACHER_TRUNK_METHODS))
-    if uses_trunk and not args.train_teacher and (args.ssl_model or args.preset != "small"):
+    if uses_trunk and not args.train_teacher and not shipped_teacher_fits(args.preset, args.ssl_model):
         parser.error(f"--methods {' '.join(uses_trunk)} (default: {' '.join(DEFAULT_METHODS)}) take the teacher's "
                      "trunk, and the shipped teacher's is `small` without SSL: with --ssl_model or another --preset "
                      "add --train_teacher, or choose --methods without kt / mpl_kt")

@@ -6,10 +6,13 @@ Methods (the paper's four set-ups):
   mpl      primary labels + pseudo-label heads trained on --pseudo_label_columns (at least half of the draws are
            labelled clips: --labelled_batch_share)
   mpl_kt   both
+The default follows the label-efficiency study (benchmarks/README.md): mpl_kt from the shipped teacher's trunk
+(mtqnet/teacher-pesq-stoi-sdi, unless --teacher names another) when the student is built like it (--preset small,
+no --ssl_model, the preset's fusion); mpl otherwise, and when continuing a saved model (--model_name_or_path).
 
 Example (`mtqnet train` and `python train.py` are the same command):
   mtqnet train --train_file data/train.csv --test_file data/test.csv --output_dir out/mtqnet \\
-      --preset small --method mpl --target_columns s_mos n_mos g_mos --pseudo_label_columns pesq stoi sdi \\
+      --preset small --method mpl_kt --target_columns s_mos n_mos g_mos --pseudo_label_columns pesq stoi sdi \\
       --num_train_epochs 30 --per_device_train_batch_size 8 --learning_rate 1e-4 --bf16
 
 A teacher (MOSA-Net) is this command with --method scratch, --target_columns pesq stoi sdi and no pseudo labels.
@@ -41,7 +44,7 @@ from transformers import (
 from ..model.configuration_mtqnet import PRESETS, MTQNetConfig
 from ..model.feature_extraction_mtqnet import MTQNetFeatureExtractor
 from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
-from ..pretrained import resolve_model
+from ..pretrained import SHIPPED_TEACHER, SHIPPED_TEACHER_PRESET, resolve_model, shipped_teacher_fits
 from ..vocabulary import (
     AUDIO_COLUMN,
     METHODS,
@@ -99,9 +102,13 @@ class ModelArguments:
     """Which model, which method, which objective."""
 
     preset: str = field(default="small", metadata={"help": f"model size: {', '.join(PRESETS)}"})
-    method: str = field(default="mpl", metadata={"help": f"training set-up: {', '.join(METHODS)}"})
+    method: str | None = field(default=None, metadata={
+        "help": f"training set-up: {', '.join(METHODS)}. Default: mpl_kt when the student can take the teacher's "
+                f"trunk (--teacher, or the shipped {SHIPPED_TEACHER} for --preset {SHIPPED_TEACHER_PRESET} without "
+                "--ssl_model), else mpl"})
     teacher: str | None = field(default=None, metadata={
-        "help": "teacher folder or shipped short name (mtqnet/teacher-pesq-stoi-sdi) for kt / mpl_kt"})
+        "help": f"teacher folder or shipped short name for kt / mpl_kt (default: {SHIPPED_TEACHER}, whose trunk is "
+                f"the {SHIPPED_TEACHER_PRESET} preset without SSL)"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "continue from a saved MTQ-Net"})
     ssl_model: str | None = field(default=None, metadata={"help": "SSL encoder: Hub name or local folder; 'none' for "
                                                               "no SSL branch (default: the preset's)"})
@@ -130,16 +137,13 @@ def parse_arguments(argv: list[str] | None = None,
         model_args, data_args, training_args = parser.parse_yaml_file(argv[0])
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
-    if model_args.method not in METHODS:
-        raise ValueError(f"--method must be one of {METHODS}, got {model_args.method!r}")
+    if model_args.preset not in PRESETS:
+        raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {model_args.preset!r}")
+    choose_method_and_teacher(model_args)
     # Shipped models by short name (`mtqnet/teacher-pesq-stoi-sdi`), offline.
     model_args.teacher = resolve_model(model_args.teacher) if model_args.teacher else model_args.teacher
     if model_args.model_name_or_path:
         model_args.model_name_or_path = resolve_model(model_args.model_name_or_path)
-    if model_args.method in TEACHER_TRUNK_METHODS and not model_args.teacher:
-        raise ValueError(f"--method {model_args.method} needs --teacher TEACHER_DIR")
-    if model_args.preset not in PRESETS:
-        raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {model_args.preset!r}")
     if not 0.0 <= data_args.labelled_batch_share < 1.0:  # before the data is read, not after
         raise ValueError(f"--labelled_batch_share must be at least 0 and below 1, got {data_args.labelled_batch_share}")
     # Extra label columns must reach the collator, and evaluation needs to know which inputs are labels.
@@ -148,6 +152,26 @@ def parse_arguments(argv: list[str] | None = None,
     if training_args.fp16 and not torch.cuda.is_available():
         raise ValueError("--fp16 needs a GPU; use --bf16 on a CPU")
     return model_args, data_args, training_args
+
+
+def choose_method_and_teacher(model_args: ModelArguments) -> None:
+    """Fill in the default `--method` and `--teacher` (in place). The label-efficiency study found that starting from
+    the shipped teacher's trunk is what pays with few labels (MPL + KT beat scratch at 50 labelled clips on every
+    target and was level from 200 up; MPL from a random trunk never beat scratch), so a student that can take that
+    trunk gets `mpl_kt` with it; any other gets `mpl`."""
+    fits = shipped_teacher_fits(model_args.preset, model_args.ssl_model, model_args.fusion_mode)
+    if model_args.method is None:
+        if model_args.model_name_or_path:  # continuing a saved model: its own trunk, not a teacher's
+            model_args.method = "mpl"
+        else:
+            model_args.method = "mpl_kt" if model_args.teacher or fits else "mpl"
+    if model_args.method not in METHODS:
+        raise ValueError(f"--method must be one of {METHODS}, got {model_args.method!r}")
+    if model_args.method in TEACHER_TRUNK_METHODS and not model_args.teacher:
+        if not fits or model_args.model_name_or_path:
+            raise ValueError(f"--method {model_args.method} needs --teacher TEACHER_DIR (the shipped "
+                             f"{SHIPPED_TEACHER} fits only --preset {SHIPPED_TEACHER_PRESET} without --ssl_model)")
+        model_args.teacher = SHIPPED_TEACHER
 
 
 def uses_pseudo_labels(model_args: ModelArguments) -> bool:

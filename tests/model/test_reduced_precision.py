@@ -15,12 +15,12 @@ import torch
 
 import modeling_mtqnet
 from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+from modeling_mtqnet.pretrained import SHIPPED_TEACHER as TEACHER
 from modeling_mtqnet.tables import read_table
 from modeling_mtqnet.tools import score
 from tests.helpers import noisy_tone
 
 REPO = Path(__file__).resolve().parents[2]
-TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
 REAL_CLIP = REPO / "tests" / "fixtures" / "real_speech_en_allison.wav"
 # The aim of the bf16 path: mean absolute difference to float32 at most 0.02 (on the PESQ scale, 1-4.6).
 PARITY_AIM = 0.02

@@ -103,3 +103,26 @@ def test_stand_in_labels_are_clipped_to_the_mos_range():
     # DNSMOS P.835 SIG gave 0.89 on a real-speech clip; the MOS heads (and their label check) span 1-5.
     assert stand_in_mos("0.886801") == "1" and stand_in_mos("5.2") == "5" and stand_in_mos("3.25") == "3.25"
     assert stand_in_mos("") == "" and stand_in_mos("nan") == ""
+
+
+def test_oracle_arm_trains_on_the_intrusive_labels_in_place_of_the_teachers(finished, teacher_build, tmp_path):
+    """`mpl_oracle`: MPL whose pseudo labels are the pool's intrusive PESQ / STOI / SDI (a perfect teacher's)."""
+    out = tmp_path / "oracle"
+    shutil.copytree(finished, out)
+    arguments = _arguments(teacher_build, out)
+    arguments[arguments.index("--sizes") + 1: arguments.index("--seeds")] = ["8"]
+    arguments[arguments.index("--seeds") + 1: arguments.index("--methods")] = ["0"]
+    arguments[arguments.index("--methods") + 1: arguments.index("--pool")] = ["mpl", "mpl_oracle", "--reference", "mpl"]
+    assert study.main(arguments) == 0
+    assert study.base_method("mpl_oracle") == "mpl" and study.base_method("mpl_kt_natural") == "mpl_kt"
+    intrusive = {row["path"]: row for row in read_table(teacher_build / "labels" / "train.csv")}
+    pooled = read_table(out / "tables" / "n8_seed0" / "pooled.csv")
+    oracle = read_table(out / "tables" / "n8_seed0" / "pooled_oracle.csv")
+    assert [row["path"] for row in oracle] == [row["path"] for row in pooled]
+    for teacher_row, oracle_row in zip(pooled, oracle):
+        for target in ("pesq", "stoi", "sdi"):
+            assert oracle_row[target] == intrusive[oracle_row["path"]][target]
+        assert oracle_row["s_mos"] == teacher_row["s_mos"]  # primary labels untouched
+    assert any(a["pesq"] != b["pesq"] for a, b in zip(pooled, oracle))  # the teacher's were predictions
+    assert (out / "runs" / "mpl_oracle_n8_seed0" / "predictions.csv").is_file()
+    assert json.loads((out / "results.json").read_text())["mpl_oracle@8"]["reference"] == "mpl"

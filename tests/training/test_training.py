@@ -18,6 +18,7 @@ from transformers import EvalPrediction, TrainerCallback, TrainingArguments
 
 from modeling_mtqnet.training import recipe as train
 from modeling_mtqnet import MTQNetConfig, MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+from modeling_mtqnet.pretrained import SHIPPED_TEACHER, pretrained_path
 from modeling_mtqnet.training.data import SpeechQualityCollator, load_speech_dataset, prepare_dataset
 from modeling_mtqnet.training.features_cache import cache_ssl_features
 from modeling_mtqnet.training.reporting import parse_results_table
@@ -262,7 +263,7 @@ def test_train_with_frozen_ssl_uses_the_cache(corpus, tmp_path):
 def test_arguments_from_a_json_file_and_bad_choices(corpus, tmp_path):
     config_file = tmp_path / "args.json"
     config_file.write_text(json.dumps({"train_file": str(corpus["train"]), "output_dir": str(tmp_path / "o"),
-                                       "method": "kt"}))
+                                       "method": "kt", "preset": "tiny"}))
     with pytest.raises(ValueError, match="needs --teacher"):
         train.parse_arguments([str(config_file)])
     with pytest.raises(ValueError, match="--method must be one of"):
@@ -275,6 +276,40 @@ def test_arguments_from_a_json_file_and_bad_choices(corpus, tmp_path):
     for bad in ("1", "-0.1"):
         with pytest.raises(ValueError, match="--labelled_batch_share must be at least 0 and below 1"):
             train.parse_arguments(["--train_file", "x.csv", "--output_dir", "o", "--labelled_batch_share", bad])
+
+
+def test_default_method_starts_from_the_shipped_teacher_when_the_student_can_take_its_trunk(tmp_path):
+    def chosen(*extra):
+        model_args, _, _ = train.parse_arguments(["--train_file", "x.csv", "--output_dir", "o", *extra])
+        return model_args.method, model_args.teacher
+
+    shipped = str(pretrained_path(SHIPPED_TEACHER))
+    assert chosen() == ("mpl_kt", shipped)  # the study's evidence: the teacher's trunk pays with few labels
+    assert chosen("--ssl_model", "none") == ("mpl_kt", shipped)
+    assert chosen("--method", "kt") == ("kt", shipped)
+    assert chosen("--teacher", str(tmp_path)) == ("mpl_kt", str(tmp_path))
+    # Students built unlike the shipped trunk, or continuing a saved model, keep MPL from their own trunk.
+    assert chosen("--preset", "tiny") == ("mpl", None)
+    assert chosen("--ssl_model", "microsoft/wavlm-base-plus") == ("mpl", None)
+    assert chosen("--fusion_mode", "time") == ("mpl", None)
+    assert chosen("--model_name_or_path", "mtqnet/small-p835") == ("mpl", None)
+    assert chosen("--method", "scratch") == ("scratch", None)
+    for extra in (["--preset", "tiny"], ["--model_name_or_path", "mtqnet/small-p835"]):
+        with pytest.raises(ValueError, match="needs --teacher TEACHER_DIR"):
+            chosen("--method", "mpl_kt", *extra)
+
+
+def test_default_training_takes_the_shipped_teachers_trunk(corpus, tmp_path):
+    output_dir = tmp_path / "default"
+    train.main(["--train_file", str(corpus["train"]), "--output_dir", str(output_dir), "--max_steps", "1",
+                "--learning_rate", "0", "--per_device_train_batch_size", "4", "--report_to", "none",
+                "--save_strategy", "no", "--disable_tqdm", "true", "--use_cpu", "true"])
+    student = MTQNetForSpeechQualityAssessment.from_pretrained(output_dir)
+    teacher = MTQNetForSpeechQualityAssessment.from_pretrained(pretrained_path(SHIPPED_TEACHER))
+    assert student.config.target_names == TARGETS and not student.config.auxiliary_target_names
+    assert student.config.trained_auxiliary_target_names == PSEUDO  # MPL's pseudo-label heads were trained
+    for name, value in teacher.mtqnet.state_dict().items():  # learning rate 0: exactly the teacher's trunk
+        torch.testing.assert_close(student.mtqnet.state_dict()[name], value, rtol=0, atol=0)
 
 
 def test_help_documents_the_options():
