@@ -216,6 +216,11 @@ def run_case(case: BenchmarkCase) -> CaseResult:
     hf_logging.set_verbosity_error()
     torch.set_num_threads(case.threads)
     torch.manual_seed(case.seed)
+    # The model refuses one-pass clips whose SSL self-attention would pass 2 GiB (52 s for WavLM-base) and has them
+    # windowed; the benchmark lifts that guard so that 60 s is measured in one pass, like the reference figures.
+    from modeling_mtqnet.model import configuration_mtqnet
+
+    configuration_mtqnet.ONE_PASS_ATTENTION_BUDGET_BYTES = 1 << 60
     model = build_model(case.preset, case.dtype)
     input_values, attention_mask = make_inputs(case.batch_size, case.duration_s)
     ssl_timer = CallTimer([model.mtqnet.ssl_encoder])
