@@ -47,7 +47,7 @@ def test_scaled_down_student_rebuild_makes_an_s_n_g_model_with_a_stand_in_card(s
     assert labels["labelled_training_clips"] == SIZES["--labelled"]
     assert labels["pseudo_labelled_training_clips"] == SIZES["--pool"] - SIZES["--validation"]
     assert labels["validation_clips"] == SIZES["--validation"] and labels["test_clips"] == SIZES["--test"]
-    assert info["recipe"]["method"] == "mpl" and info["recipe"]["corpus"]["count"] == 200
+    assert info["recipe"]["method"] == "mpl_kt" and info["recipe"]["corpus"]["count"] == 200
     assert {"corpus", "parts", "labels", "train", "evaluate"} <= set(info["timings_s"])
     card = ModelCard.load(model_dir / "README.md")
     metrics = {(r.metric_config, r.metric_type): r.metric_value for r in card.data.eval_results}

@@ -126,3 +126,31 @@ def test_oracle_arm_trains_on_the_intrusive_labels_in_place_of_the_teachers(fini
     assert any(a["pesq"] != b["pesq"] for a, b in zip(pooled, oracle))  # the teacher's were predictions
     assert (out / "runs" / "mpl_oracle_n8_seed0" / "predictions.csv").is_file()
     assert json.loads((out / "results.json").read_text())["mpl_oracle@8"]["reference"] == "mpl"
+
+
+RELATEDNESS_SPEC = importlib.util.spec_from_file_location("pseudo_label_relatedness",
+                                                          REPO / "benchmarks" / "pseudo_label_relatedness.py")
+relatedness = importlib.util.module_from_spec(RELATEDNESS_SPEC)
+RELATEDNESS_SPEC.loader.exec_module(relatedness)
+
+
+def test_linear_relatedness_recovers_a_known_correlation_and_is_not_fooled_by_noise():
+    rng = np.random.default_rng(0)
+    signal, noise = rng.normal(size=4000), rng.normal(size=4000)
+    target = signal + noise  # corr(target, signal) = 1 / sqrt(2)
+    within, crossed = relatedness.linear_relatedness(np.column_stack([signal, rng.normal(size=4000)]), target)
+    assert abs(within - 2 ** -0.5) < 0.03 and abs(crossed - 2 ** -0.5) < 0.03
+    # Many unrelated features on few clips: the in-sample fit finds structure, cross-validation does not.
+    within, crossed = relatedness.linear_relatedness(rng.normal(size=(30, 20)), rng.normal(size=30))
+    assert within > 0.6 and crossed < 0.2
+
+
+def test_relatedness_reports_teacher_and_intrusive_rows_for_every_primary_target(finished, teacher_build, capsys):
+    assert relatedness.main(["--study_dir", str(finished), "--build_dir", str(teacher_build)]) == 0
+    output = capsys.readouterr().out
+    assert "shipped teacher's predictions" in output and "intrusive labels" in output
+    rows = [line for line in output.splitlines() if line.startswith(("| s_mos", "| n_mos", "| g_mos"))]
+    assert len(rows) == 6
+    for row in rows:
+        values = [float(cell) for cell in row.strip("|").split("|")[1:]]
+        assert len(values) == 5 and all(-1.0 <= value <= 1.0 for value in values)
