@@ -24,7 +24,8 @@ from modeling_mtqnet.tools.demo import STAND_IN_COLUMNS, stand_in_mos
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 
 
-def linear_relatedness(features: np.ndarray, target: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[float, float]:
+def linear_relatedness(features: np.ndarray, target: np.ndarray, folds: int = 5,
+                       seed: int = 0) -> tuple[float, float]:
     """(in-sample R, cross-validated R) of a least-squares fit of `target` (N,) on `features` (N, K) with an
     intercept; the cross-validated R correlates each clip's target with the prediction of a fit that did not see it."""
     design = np.column_stack([features, np.ones(len(target))])
@@ -43,7 +44,8 @@ def relatedness_table(primary: dict[str, np.ndarray], pseudo: dict[str, np.ndarr
     for target in PRIMARY_TARGETS:
         lccs = [float(np.corrcoef(pseudo[name], primary[target])[0, 1]) for name in PSEUDO_LABEL_TARGETS]
         within, crossed = linear_relatedness(features, primary[target])
-        rows.append(f"| {target} | " + " | ".join(f"{value:+.2f}" for value in lccs) + f" | {within:.2f} | {crossed:.2f} |")
+        cells = [f"{value:+.2f}" for value in lccs] + [f"{within:.2f}", f"{crossed:.2f}"]
+        rows.append(f"| {target} | " + " | ".join(cells) + " |")
     return rows
 
 

@@ -25,8 +25,9 @@ NAMESPACE = "mtqnet"
 SHIPPED: dict[str, str] = {
     "mtqnet/teacher-pesq-stoi-sdi": "non-intrusive PESQ / STOI / SDI estimator (the MPL teacher), `small` MOSA-Net "
                                     "trunk trained on intrusive labels of real speech",
-    "mtqnet/small-p835": "S-MOS / N-MOS / G-MOS model (`small` preset, MPL + KT: the teacher's trunk and pseudo labels) trained "
-                         "on DNSMOS P.835 stand-in labels of real speech: it predicts DNSMOS P.835, not 3QUEST",
+    "mtqnet/small-p835": "S-MOS / N-MOS / G-MOS model (`small` preset, MPL + KT: the teacher's trunk and pseudo "
+                         "labels) trained on DNSMOS P.835 stand-in labels of real speech: it predicts DNSMOS P.835, "
+                         "not 3QUEST",
 }
 
 
