@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from modeling_mtqnet.tables import read_table, to_float
-from modeling_mtqnet.tools.demo import STAND_IN_COLUMNS, stand_in_mos
+from modeling_mtqnet.tools.demo import add_stand_in_labels
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 
 
@@ -54,14 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--study_dir", type=Path, required=True, help="a label-efficiency study's --output_dir")
     parser.add_argument("--build_dir", type=Path, required=True, help="the teacher build (its labels/train.csv)")
     args = parser.parse_args(argv)
-    stand_ins = {row["path"]: row for row in read_table(args.study_dir / "parts" / "candidates_dnsmos.csv")}
+    stand_ins = {row["path"]: row
+                 for row in add_stand_in_labels(read_table(args.study_dir / "parts" / "candidates_dnsmos.csv"))}
     teacher = {row["path"]: row for row in read_table(args.study_dir / "parts" / "pool_teacher.csv")}
     intrusive = {row["path"]: row for row in read_table(args.build_dir / "labels" / "train.csv")}
     paths = [path for path in stand_ins if path in teacher and path in intrusive]
     if not paths:
         raise SystemExit(f"No clip of {args.study_dir} has stand-in, teacher and intrusive labels")
-    primary = {target: np.array([to_float(stand_in_mos(stand_ins[p][STAND_IN_COLUMNS[target]])) for p in paths])
-               for target in PRIMARY_TARGETS}
+    primary = {target: np.array([to_float(stand_ins[p][target]) for p in paths]) for target in PRIMARY_TARGETS}
     print(f"{len(paths)} labelled candidates; primary targets are DNSMOS P.835 stand-ins (SIG, BAK, OVRL, clipped to "
           "1-5 as in training)\n")
     header = ("| primary | " + " | ".join(f"LCC {name}" for name in PSEUDO_LABEL_TARGETS)

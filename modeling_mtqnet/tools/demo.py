@@ -48,7 +48,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..pretrained import SHIPPED_TEACHER, resolve_model, shipped_teacher_fits
+from ..pretrained import SHIPPED_TEACHER, SHIPPED_TEACHER_PRESET, resolve_model, shipped_teacher_fits
 from ..tables import atomic_write_text, read_table, to_float, write_table
 from ..vocabulary import (
     ERROR_COLUMN,
@@ -731,8 +731,8 @@ def parse_args(argv: Sequence[str] | None = None, prog: str | None = "mtqnet dem
     uses_trunk = sorted(set(args.methods) & set(TEACHER_TRUNK_METHODS))
     if uses_trunk and not args.train_teacher and not shipped_teacher_fits(args.preset, args.ssl_model):
         parser.error(f"--methods {' '.join(uses_trunk)} (default: {' '.join(DEFAULT_METHODS)}) take the teacher's "
-                     "trunk, and the shipped teacher's is `small` without SSL: with --ssl_model or another --preset "
-                     "add --train_teacher, or choose --methods without kt / mpl_kt")
+                     f"trunk, and the shipped teacher's is `{SHIPPED_TEACHER_PRESET}` without SSL: with --ssl_model or "
+                     "another --preset add --train_teacher, or choose --methods without kt / mpl_kt")
     return args
 
 
