@@ -19,7 +19,7 @@ other settings in the same folder are refused):
                noise recordings and systems never used in training, beside seen conditions;
 4. `labels`    intrusive PESQ / STOI / SDI of every clip (`mtqnet annotate --teacher intrusive`);
 5. `train`     `mtqnet train --method scratch --target_columns pesq stoi sdi` (the MOSA-Net teacher);
-6. `evaluate`  LCC / SRCC / MSE on the test part, overall and per unseen factor (speaker, noise, system, language);
+6. `evaluate`  LCC / SRCC / MSE / bias on the test part, overall and per unseen factor (speaker, noise, system, language);
 7. `ship`      the model folder (`work_dir/model`, or the package's shipped folder with `--install`): weights,
                configs, model card with model-index, `build_info.json` (recipe, data, timings, results).
 """
@@ -227,6 +227,9 @@ def train_arguments(recipe: TeacherRecipe, labels_dir: Path, output_dir: Path) -
 # ----------------------------------------------------------------------------------------------------------------
 
 
+FACTOR_METRICS = ("lcc", "srcc", "mse", "bias")
+
+
 def factor_groups(row: dict[str, Any], held_out_noises: set[str], held_out_systems: set[str]) -> list[str]:
     """The groups a test clip counts in: overall, seen / unseen noise and system, its system, language, speaker."""
     noise = row["noise_type"]
@@ -242,7 +245,7 @@ def factor_groups(row: dict[str, Any], held_out_noises: set[str], held_out_syste
 
 def evaluate_by_factor(predictions_csv: Path, test_csv: Path, corpus_config: dict[str, Any],
                        min_clips: int = 10, targets: Sequence[str] = PSEUDO_LABEL_TARGETS) -> dict[str, dict[str, Any]]:
-    """LCC / SRCC / MSE per target for every factor group with at least `min_clips` clips (all test speakers are
+    """LCC / SRCC / MSE / bias per target for every factor group with at least `min_clips` clips (all test speakers are
     unseen; noises and systems are unseen when held out from training)."""
     from ..training.trainer import load_speech_quality_metric
 
@@ -268,7 +271,7 @@ def evaluate_by_factor(predictions_csv: Path, test_csv: Path, corpus_config: dic
             predicted = np.array([to_float(r[f"{target}_pred"]) for r in rows])
             keep = np.isfinite(true) & np.isfinite(predicted)
             scores = metric.compute(predictions=predicted[keep], references=true[keep]) if keep.sum() > 2 else {}
-            entry[target] = {k: round(float(v), 4) for k, v in scores.items() if k in ("lcc", "srcc", "mse")}
+            entry[target] = {k: round(float(v), 4) for k, v in scores.items() if k in FACTOR_METRICS}
         results[group] = entry
     return results
 
@@ -276,7 +279,8 @@ def evaluate_by_factor(predictions_csv: Path, test_csv: Path, corpus_config: dic
 def factor_table(results: dict[str, dict[str, Any]], prefixes: Sequence[str] = ("all", "noise:", "system:",
                                                                                   "language=", "system="),
                  targets: Sequence[str] = PSEUDO_LABEL_TARGETS) -> str:
-    """A markdown table (LCC / SRCC / MSE per target) of the groups starting with `prefixes`, in that order."""
+    """A markdown table (LCC / SRCC / MSE / bias per target) of the groups starting with `prefixes`, in that order.
+    Results recorded before the bias was kept show three values."""
     lines = ["| group | clips | " + " | ".join(t.upper().replace("_", "-") for t in targets) + " |",
              "|---|---:|" + "---|" * len(targets)]
     for prefix in prefixes:
@@ -285,7 +289,8 @@ def factor_table(results: dict[str, dict[str, Any]], prefixes: Sequence[str] = (
                 cells = []
                 for target in targets:
                     m = entry.get(target, {})
-                    cells.append(" / ".join(f"{m[k]:.3f}" for k in ("lcc", "srcc", "mse")) if m else "-")
+                    cells.append(" / ".join(f"{m[k]:+.3f}" if k == "bias" else f"{m[k]:.3f}"
+                                            for k in FACTOR_METRICS if k in m) if m else "-")
                 lines.append(f"| {group} | {entry['clips']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -331,8 +336,8 @@ test {info['labels']['test']}; SNR -5..30 dB and clean; noise recordings and pro
 noises {', '.join(info['corpus']['held_out_noises']) or 'none'} and the systems
 {', '.join(info['corpus']['held_out_systems']) or 'none'}.
 
-### Results on the test part (LCC / SRCC / MSE)
-Every test speaker is unseen. "unseen" noise and system rows are conditions never used in training.
+### Results on the test part (LCC / SRCC / MSE / bias)
+Every test speaker is unseen. Bias: mean prediction minus mean label (> 0: scores too high on average). "unseen" noise and system rows are conditions never used in training.
 
 {factor_table(info['evaluation'])}
 
@@ -413,7 +418,7 @@ def pool_summary(pool_dir: Path | None) -> dict[str, Any] | None:
 
 def evaluate_stage(state: BuildState, work_dir: Path, predictions_csv: Path, test_csv: Path,
                    corpus_config: dict[str, Any], targets: Sequence[str] = PSEUDO_LABEL_TARGETS) -> None:
-    """`evaluate`: LCC / SRCC / MSE by factor into work_dir/evaluation.json and evaluation.md."""
+    """`evaluate`: LCC / SRCC / MSE / bias by factor into work_dir/evaluation.json and evaluation.md."""
     def evaluate() -> None:
         results = evaluate_by_factor(predictions_csv, test_csv, corpus_config, targets=targets)
         (work_dir / "evaluation.json").write_text(json.dumps(results, indent=2))

@@ -9,7 +9,7 @@ It starts from the teacher's corpus (the same recipe gives the same clips, byte 
                  S-MOS / N-MOS / G-MOS, and the shipped teacher's PESQ / STOI / SDI pseudo labels of the whole pool;
 4. `train`       `mtqnet train --method mpl_kt`: the trunk starts from the teacher's, primary heads train on the
                  labelled clips, pseudo-label heads on the pool;
-5. `evaluate`    LCC / SRCC / MSE on the test part, overall and per factor (noise, system, language);
+5. `evaluate`    LCC / SRCC / MSE / bias on the test part, overall and per factor (noise, system, language);
 6. `ship`        the model folder with its card (model-index with the stand-in wording) and build_info.json.
 
 The same parts, labels and training tables serve `benchmarks/label_efficiency.py` (one definition of each).
@@ -295,7 +295,8 @@ multi-task pseudo-label learning); {labels['validation_clips']} validation clips
 of the held-out part ({labels['test_speakers']} speakers never heard in training, with held-out noises and systems
 beside seen ones).
 
-### Results on the test part (LCC / SRCC / MSE against DNSMOS P.835)
+### Results on the test part (LCC / SRCC / MSE / bias against DNSMOS P.835)
+Bias: mean prediction minus mean label (> 0: scores too high on average).
 
 {factor_table(info['evaluation'], targets=PRIMARY_TARGETS)}
 

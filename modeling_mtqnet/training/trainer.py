@@ -26,8 +26,9 @@ def load_speech_quality_metric():
 
 
 def make_compute_metrics(target_names: list[str], auxiliary_target_names: list[str] = ()) -> Callable:
-    """`compute_metrics` for the Trainer: `<target>_lcc`, `<target>_srcc`, `<target>_mse` for every target, primary
-    and auxiliary, plus their means over the primary targets (`lcc`, `srcc`, `mse`)."""
+    """`compute_metrics` for the Trainer: `<target>_lcc`, `<target>_srcc`, `<target>_mse`, `<target>_bias` for every
+    target, primary and auxiliary, plus the means of LCC, SRCC and MSE over the primary targets (`lcc`, `srcc`, `mse`;
+    biases of differently scaled targets are not averaged)."""
     metric = load_speech_quality_metric()
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
@@ -37,7 +38,7 @@ def make_compute_metrics(target_names: list[str], auxiliary_target_names: list[s
         for names, predicted, true in zip((target_names, auxiliary_target_names), predictions, references):
             for k, name in enumerate(names):
                 scores = metric.compute(predictions=np.asarray(predicted)[:, k], references=np.asarray(true)[:, k])
-                results.update({f"{name}_{key}": scores[key] for key in ("lcc", "srcc", "mse")})
+                results.update({f"{name}_{key}": scores[key] for key in ("lcc", "srcc", "mse", "bias")})
         for key in ("lcc", "srcc", "mse"):
             values = [results[f"{name}_{key}"] for name in target_names if not math.isnan(results[f"{name}_{key}"])]
             results[key] = float(np.mean(values)) if values else math.nan

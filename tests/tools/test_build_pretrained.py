@@ -3,6 +3,7 @@ training, evaluation by factor, card), resumes, and never writes over a folder i
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -41,7 +42,11 @@ def test_evaluation_reports_unseen_factors(built):
     results = json.loads((built / "evaluation.json").read_text())
     assert results["all"]["clips"] >= 20
     assert "system: unseen" in results and "noise: unseen recording or type" in results
-    assert all(set(results["all"][t]) == {"lcc", "srcc", "mse"} for t in ("pesq", "stoi", "sdi"))
+    assert all(set(results["all"][t]) == {"lcc", "srcc", "mse", "bias"} for t in ("pesq", "stoi", "sdi"))
+    predictions = list(csv.DictReader((built / "train" / "predictions.csv").open()))
+    for target in ("pesq", "stoi", "sdi"):  # mean prediction minus mean label over the test part
+        bias = sum(float(r[f"{target}_pred"]) - float(r[target]) for r in predictions) / len(predictions)
+        assert math.isclose(results["all"][target]["bias"], bias, abs_tol=1e-3)
     assert sum(entry["clips"] for group, entry in results.items() if group.startswith("system: ")) \
         == results["all"]["clips"]
 

@@ -74,7 +74,7 @@ def run_train(tmp_path, name, *extra, corpus) -> Path:
 def test_metrics_match_scipy():
     rng = np.random.default_rng(0)
     true = rng.uniform(1, 5, size=(20, 3))
-    predicted = true + rng.normal(0, 0.5, size=(20, 3))
+    predicted = true + rng.normal(0, 0.5, size=(20, 3)) + np.array([1.0, 0.0, -1.0])  # biased on two targets
     true[3, 1] = np.nan  # a missing label is left out
     metrics = make_compute_metrics(TARGETS)(EvalPrediction(predictions=(predicted,), label_ids=(true,)))
     for k, name in enumerate(TARGETS):
@@ -82,6 +82,9 @@ def test_metrics_match_scipy():
         assert metrics[f"{name}_lcc"] == pytest.approx(stats.pearsonr(predicted[keep, k], true[keep, k])[0])
         assert metrics[f"{name}_srcc"] == pytest.approx(stats.spearmanr(predicted[keep, k], true[keep, k])[0])
         assert metrics[f"{name}_mse"] == pytest.approx(np.mean((predicted[keep, k] - true[keep, k]) ** 2))
+        assert metrics[f"{name}_bias"] == pytest.approx(np.mean(predicted[keep, k] - true[keep, k]))
+    assert metrics["s_mos_bias"] > 0.5 and metrics["g_mos_bias"] < -0.5  # the sign says which way it is off
+    assert "bias" not in metrics  # differently scaled targets' biases are not averaged
     assert metrics["lcc"] == pytest.approx(np.mean([metrics[f"{n}_lcc"] for n in TARGETS]))
 
 

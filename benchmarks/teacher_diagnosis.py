@@ -1,0 +1,257 @@
+"""What limits the shipped teacher (`mtqnet/teacher-pesq-stoi-sdi`)? Four checks on its build folder.
+
+`mtqnet build-pretrained teacher-pesq-stoi-sdi --work_dir BUILD` leaves the corpus, the intrusive labels
+(BUILD/labels/{train,test}.csv) and the trained folder (BUILD/train, with predictions.csv on the test part). From them:
+
+  lookup    test LCC of a predictor that knows only each clip's condition: the mean training label of its SNR, and of
+            its SNR and system (test clips of held-out systems have no such mean and are left out of that row). If
+            this beats the teacher, the teacher has not learnt to hear the condition.
+  features  log-mel statistics (per band mean / std / 5-50-95th percentiles) of each clip + gradient boosting
+            (scikit-learn), trained on a subset of the training clips: a feature-engineering baseline.
+  dropout   the shipped teacher's mean prediction on training clips (first 3 s, as trained) with dropout off (eval
+            mode, what users get) and on (train mode, mean of 4 passes), against the labels: dropout (0.3) feeds
+            the heads' multiplicative attention, so a shift between the two is a train / eval mismatch.
+  arms      short training runs of the teacher recipe on a subset (default 3,000 training clips, 4 epochs, the last
+            model, 600 test clips, seed 0), one change per arm: `base` (the recipe), `nodrop` (dropout 0), `nosinc`
+            (no sinc branch), `wide` (CNN 16-32-64-64, BLSTM 128, dense 128), `std` (each target's loss on
+            labels divided by its training standard deviation), `log` (log1p(1000 x) of the spectral and sinc
+            images), `snr` (an auxiliary SNR head via the MPL machinery: the corpus's SNR clipped to -5..40 dB and divided by its
+            training standard deviation, so that its loss is on the scale of the others; in dB it swamped them).
+            `std` and `log` are changes this script patches in for the run; the package has no such options.
+
+    .venv/bin/python benchmarks/teacher_diagnosis.py lookup --build_dir work/teacher
+    .venv/bin/python benchmarks/teacher_diagnosis.py features --build_dir work/teacher
+    .venv/bin/python benchmarks/teacher_diagnosis.py dropout --build_dir work/teacher
+    .venv/bin/python benchmarks/teacher_diagnosis.py arms --build_dir work/teacher --output_dir outputs/teacher_arms \\
+        --arms base nodrop nosinc wide std log snr
+
+Run alone on the machine (2 intra-op threads); each arm prints its test LCC / MSE / bias and its wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from modeling_mtqnet.tables import read_table, to_float
+from modeling_mtqnet.vocabulary import PSEUDO_LABEL_TARGETS
+
+ARMS = ("base", "nodrop", "nosinc", "wide", "std", "log", "snr")
+SNR_CEILING_DB = 40.0  # clean clips (SNR inf) count as 40 dB for the auxiliary SNR target
+
+
+def lcc(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def labels(build_dir: Path, split: str) -> list[dict]:
+    return read_table(build_dir / "labels" / f"{split}.csv")
+
+
+def lookup(build_dir: Path) -> None:
+    train, test = labels(build_dir, "train"), labels(build_dir, "test")
+    predictions = {Path(r["audio_id"]).name: r for r in read_table(build_dir / "train" / "predictions.csv")}
+
+    def row(name: str, clips: list[dict], predict) -> None:
+        cells = [f"{lcc(np.array([to_float(r[t]) for r in clips]), np.array([predict(r, t) for r in clips])):.3f}"
+                 for t in PSEUDO_LABEL_TARGETS]
+        print(f"| {name} | {len(clips)} | " + " | ".join(cells) + " |")
+
+    print("| predictor | clips | " + " | ".join(t.upper() for t in PSEUDO_LABEL_TARGETS) + " |\n|---|---:|---|---|---|")
+    teacher = lambda r, t: to_float(predictions[Path(r["path"]).name][f"{t}_pred"])  # noqa: E731
+    for keys in (("snr_db",), ("snr_db", "system")):
+        groups: dict[tuple, list[dict]] = {}
+        for r in train:
+            groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+        means = {key: {t: float(np.mean([to_float(r[t]) for r in rows])) for t in PSEUDO_LABEL_TARGETS}
+                 for key, rows in groups.items()}
+        known = [r for r in test if tuple(r[k] for k in keys) in means]
+        row(f"mean training label of its {' and '.join(keys)}", known,
+            lambda r, t: means[tuple(r[k] for k in keys)][t])
+        row("the teacher, same clips", known, teacher)
+
+
+def log_mel_statistics(path: str) -> np.ndarray:
+    import librosa
+    import soundfile as sf
+
+    samples, rate = sf.read(path, dtype="float32")
+    samples = samples / (np.abs(samples).max() + 1e-9)  # peak-normalised, as the model sees it
+    log_mel = np.log(librosa.feature.melspectrogram(y=samples, sr=rate, n_fft=512, hop_length=256, n_mels=40) + 1e-8)
+    energy = log_mel.mean(0)
+    return np.concatenate([log_mel.mean(1), log_mel.std(1), np.percentile(log_mel, [5, 50, 95], axis=1).ravel(),
+                           [energy.std(), np.percentile(energy, 95) - np.percentile(energy, 5)]])
+
+
+def features(build_dir: Path, train_clips: int, test_clips: int, seed: int) -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rng = np.random.default_rng(seed)
+    train, test = labels(build_dir, "train"), labels(build_dir, "test")
+    train = [train[i] for i in rng.choice(len(train), min(train_clips, len(train)), replace=False)]
+    test = [test[i] for i in rng.choice(len(test), min(test_clips, len(test)), replace=False)]
+    x_train = np.stack([log_mel_statistics(r["path"]) for r in train])
+    x_test = np.stack([log_mel_statistics(r["path"]) for r in test])
+    for target in PSEUDO_LABEL_TARGETS:
+        y_train = np.array([to_float(r[target]) for r in train])
+        y_test = np.array([to_float(r[target]) for r in test])
+        model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed).fit(x_train, y_train)
+        print(f"{target}: test LCC {lcc(model.predict(x_test), y_test):.3f}, training LCC "
+              f"{lcc(model.predict(x_train), y_train):.3f} ({len(train)} training / {len(test)} test clips)")
+
+
+def dropout(build_dir: Path, clips: int, seed: int) -> None:
+    import soundfile as sf
+    import torch
+
+    from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+
+    torch.manual_seed(seed)
+    model = MTQNetForSpeechQualityAssessment.from_pretrained(build_dir / "train")
+    extractor = MTQNetFeatureExtractor.from_pretrained(build_dir / "train")
+    train = labels(build_dir, "train")
+    rows = [train[i] for i in np.random.default_rng(seed).choice(len(train), clips, replace=False)]
+    true, off, on = [], [], []
+    for row in rows:
+        samples, rate = sf.read(row["path"], dtype="float32")
+        inputs = extractor(samples[: 3 * rate], sampling_rate=rate, return_tensors="pt")
+        with torch.no_grad():
+            off.append(model.eval()(**inputs).logits[0].numpy())
+            on.append(np.mean([model.train()(**inputs).logits[0].numpy() for _ in range(4)], axis=0))
+        true.append([to_float(row[t]) for t in model.config.target_names])
+    true, off, on = np.array(true), np.array(off), np.array(on)
+    print(f"{clips} training clips, first 3 s | label mean | dropout off (eval): mean, LCC | dropout on: mean, LCC")
+    for k, target in enumerate(model.config.target_names):
+        print(f"{target} | {true[:, k].mean():.3f} | {off[:, k].mean():.3f}, {lcc(off[:, k], true[:, k]):.3f} | "
+              f"{on[:, k].mean():.3f}, {lcc(on[:, k], true[:, k]):.3f}")
+
+
+def subset_labels(build_dir: Path, out_dir: Path, train_clips: int, test_clips: int, seed: int) -> Path:
+    """The arms' data: a seeded sample (pandas, in sampled order) of the build's training and test tables, with the
+    auxiliary `snr` column (clipped SNR in units of the training sample's standard deviation)."""
+    import pandas as pd
+
+    labels_dir = out_dir / "labels"
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for split, count in (("train", train_clips), ("test", test_clips)):
+        table = pd.read_csv(build_dir / "labels" / f"{split}.csv")
+        tables[split] = table.sample(min(count, len(table)), random_state=seed)
+    clipped = {split: t["snr_db"].replace(math.inf, SNR_CEILING_DB).clip(-5.0, SNR_CEILING_DB)
+               for split, t in tables.items()}
+    for split, table in tables.items():
+        table["snr"] = clipped[split] / clipped["train"].std()
+        table.to_csv(labels_dir / f"{split}.csv", index=False)
+    return labels_dir
+
+
+def patch_for(arm: str, labels_dir: Path) -> None:
+    """The arm's one change, applied to this process before its model is built."""
+    import torch
+
+    import modeling_mtqnet.model.configuration_mtqnet as configuration
+    import modeling_mtqnet.model.modeling_mtqnet as modeling
+
+    preset = configuration.PRESETS["small"]
+    if arm == "nodrop":
+        preset["dropout"] = 0.0
+    elif arm == "nosinc":
+        preset["use_sinc"] = False
+    elif arm == "wide":
+        preset.update(cnn_channels=[16, 32, 64, 64], lstm_hidden_size=128, dense_size=128)
+    elif arm == "std":
+        rows = read_table(labels_dir / "train.csv")
+        scales = torch.tensor([float(np.std([to_float(r[t]) for r in rows])) for t in PSEUDO_LABEL_TARGETS])
+        original = modeling.target_loss_sums
+
+        def standardised(utterance, frames, mask, targets, loss_type="huber", delta=1.0):
+            s = scales.to(utterance.device, utterance.dtype)
+            return original(utterance / s, frames / s, mask, targets / s.to(targets.dtype), loss_type, delta)
+
+        modeling.target_loss_sums = standardised
+    elif arm == "log":
+        spectral, sinc = modeling.SpectralBranch.forward, modeling.SincFilterbank.forward
+        modeling.SpectralBranch.forward = lambda self, w, n: torch.log1p(1000.0 * spectral(self, w, n))
+        modeling.SincFilterbank.forward = lambda self, w, t: (
+            lambda x: torch.sign(x) * torch.log1p(1000.0 * x.abs()))(sinc(self, w, t))
+
+
+def run_arm(arm: str, labels_dir: Path, out_dir: Path, epochs: float, seed: int) -> None:
+    """One arm in this process (`arms` starts a fresh process per arm, so patches never leak)."""
+    from modeling_mtqnet.tools.build_pretrained import TeacherRecipe, train_arguments
+    from modeling_mtqnet.training.recipe import train_resuming
+
+    patch_for(arm, labels_dir)
+    recipe = dataclasses.replace(TeacherRecipe(), epochs=epochs, seed=seed)
+    arguments = train_arguments(recipe, labels_dir, out_dir / arm)
+    arguments[arguments.index("--load_best_model_at_end") + 1] = "false"  # the last model: no noisy selection
+    if arm == "snr":
+        arguments[arguments.index("--method") + 1] = "mpl"
+        arguments += ["--pseudo_label_columns", "snr"]
+    train_resuming(arguments, prog=f"teacher_diagnosis ({arm})")
+
+
+def arm_row(arm: str, out_dir: Path, seconds: float) -> str:
+    results = json.loads((out_dir / arm / "eval_results.json").read_text())
+    cells = [f"{results[f'test_{t}_lcc']:.3f} / {results[f'test_{t}_mse']:.3f} / {results[f'test_{t}_bias']:+.3f}"
+             for t in PSEUDO_LABEL_TARGETS]
+    return f"| {arm} | " + " | ".join(cells) + f" | {seconds:.0f} |"
+
+
+def arms(build_dir: Path, out_dir: Path, names: Sequence[str], train_clips: int, test_clips: int, epochs: float,
+         seed: int) -> None:
+    import subprocess
+
+    labels_dir = subset_labels(build_dir, out_dir, train_clips, test_clips, seed)
+    rows = []
+    for arm in names:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, __file__, "_arm", arm, "--labels_dir", str(labels_dir), "--output_dir",
+                        str(out_dir), "--epochs", str(epochs), "--seed", str(seed)], check=True)
+        rows.append(arm_row(arm, out_dir, time.perf_counter() - start))
+    header = " | ".join(f"{t.upper()} LCC / MSE / bias" for t in PSEUDO_LABEL_TARGETS)
+    table = "\n".join([f"| arm | {header} | wall s |", "|---|---|---|---|---:|", *rows])
+    (out_dir / "arms.md").write_text(table + "\n")
+    print(table)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["lookup", "features", "dropout", "arms", "_arm"])
+    parser.add_argument("arm_name", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--build_dir", type=Path, help="a teacher build's --work_dir")
+    parser.add_argument("--output_dir", type=Path, default=Path("outputs/teacher_arms"))
+    parser.add_argument("--labels_dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--train_clips", type=int, default=3000)
+    parser.add_argument("--test_clips", type=int, default=600)
+    parser.add_argument("--epochs", type=float, default=4.0)
+    parser.add_argument("--clips", type=int, default=100, help="dropout: training clips to predict")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.part == "_arm":
+        run_arm(args.arm_name, args.labels_dir, args.output_dir, args.epochs, args.seed)
+        return 0
+    if args.build_dir is None:
+        parser.error("--build_dir is required")
+    if args.part == "lookup":
+        lookup(args.build_dir)
+    elif args.part == "features":
+        features(args.build_dir, args.train_clips, args.test_clips, args.seed)
+    elif args.part == "dropout":
+        dropout(args.build_dir, args.clips, args.seed)
+    else:
+        arms(args.build_dir, args.output_dir, args.arms, args.train_clips, args.test_clips, args.epochs, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
