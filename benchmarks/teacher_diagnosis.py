@@ -15,8 +15,9 @@
             model, 600 test clips, seed 0), one change per arm: `base` (the recipe), `nodrop` (dropout 0), `nosinc`
             (no sinc branch), `wide` (CNN 16-32-64-64, BLSTM 128, dense 128), `std` (each target's loss on
             labels divided by its training standard deviation), `log` (log1p(1000 x) of the spectral and sinc
-            images), `snr` (an auxiliary SNR head via the MPL machinery: the corpus's SNR clipped to -5..40 dB and divided by its
-            training standard deviation, so that its loss is on the scale of the others; in dB it swamped them).
+            images), `snr` (an auxiliary SNR head via the MPL machinery: the corpus's SNR clipped to -5..40 dB
+            and divided by its training standard deviation, so that its loss is on the scale of the others; in dB
+            it swamped them).
             `std` and `log` are changes this script patches in for the run; the package has no such options.
 
     .venv/bin/python benchmarks/teacher_diagnosis.py lookup --build_dir work/teacher

@@ -19,7 +19,8 @@ other settings in the same folder are refused):
                noise recordings and systems never used in training, beside seen conditions;
 4. `labels`    intrusive PESQ / STOI / SDI of every clip (`mtqnet annotate --teacher intrusive`);
 5. `train`     `mtqnet train --method scratch --target_columns pesq stoi sdi` (the MOSA-Net teacher);
-6. `evaluate`  LCC / SRCC / MSE / bias on the test part, overall and per unseen factor (speaker, noise, system, language);
+6. `evaluate`  LCC / SRCC / MSE / bias on the test part, overall and per unseen factor (speaker, noise, system,
+               language);
 7. `ship`      the model folder (`work_dir/model`, or the package's shipped folder with `--install`): weights,
                configs, model card with model-index, `build_info.json` (recipe, data, timings, results).
 """
@@ -245,8 +246,8 @@ def factor_groups(row: dict[str, Any], held_out_noises: set[str], held_out_syste
 
 def evaluate_by_factor(predictions_csv: Path, test_csv: Path, corpus_config: dict[str, Any],
                        min_clips: int = 10, targets: Sequence[str] = PSEUDO_LABEL_TARGETS) -> dict[str, dict[str, Any]]:
-    """LCC / SRCC / MSE / bias per target for every factor group with at least `min_clips` clips (all test speakers are
-    unseen; noises and systems are unseen when held out from training)."""
+    """LCC / SRCC / MSE / bias per target for every factor group with at least `min_clips` clips (all test speakers
+    are unseen; noises and systems are unseen when held out from training)."""
     from ..training.trainer import load_speech_quality_metric
 
     metric = load_speech_quality_metric()
@@ -337,7 +338,8 @@ noises {', '.join(info['corpus']['held_out_noises']) or 'none'} and the systems
 {', '.join(info['corpus']['held_out_systems']) or 'none'}.
 
 ### Results on the test part (LCC / SRCC / MSE / bias)
-Every test speaker is unseen. Bias: mean prediction minus mean label (> 0: scores too high on average). "unseen" noise and system rows are conditions never used in training.
+Every test speaker is unseen. Bias: mean prediction minus mean label (> 0: scores too high on average). "unseen"
+noise and system rows are conditions never used in training.
 
 {factor_table(info['evaluation'])}
 

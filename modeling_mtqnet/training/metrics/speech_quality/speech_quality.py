@@ -12,7 +12,8 @@ import numpy as np
 from scipy import stats
 
 _DESCRIPTION = """LCC (linear correlation), SRCC (Spearman rank correlation), MSE and bias (mean of prediction minus
-reference: > 0 when the model scores too high on average) between predicted and true scores. NaN references are ignored. Correlations are NaN when fewer than two pairs remain or either side is constant."""
+reference: > 0 when the model scores too high on average) between predicted and true scores. NaN references are
+ignored. Correlations are NaN when fewer than two pairs remain or either side is constant."""
 
 _KWARGS_DESCRIPTION = """
 Args:
