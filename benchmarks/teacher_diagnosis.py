@@ -43,14 +43,16 @@ from typing import Sequence
 import numpy as np
 
 from modeling_mtqnet.tables import read_table, to_float
+from modeling_mtqnet.training.reporting import lcc_srcc_mse
 from modeling_mtqnet.vocabulary import PSEUDO_LABEL_TARGETS
+
+
+def lcc(predicted: np.ndarray, true: np.ndarray) -> float:
+    return lcc_srcc_mse(predicted, true)[0]  # the package's LCC (scipy's pearsonr)
+
 
 ARMS = ("base", "nodrop", "nosinc", "wide", "std", "log", "snr")
 SNR_CEILING_DB = 40.0  # clean clips (SNR inf) count as 40 dB for the auxiliary SNR target
-
-
-def lcc(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def labels(build_dir: Path, split: str) -> list[dict]:
@@ -62,12 +64,15 @@ def lookup(build_dir: Path) -> None:
     predictions = {Path(r["audio_id"]).name: r for r in read_table(build_dir / "train" / "predictions.csv")}
 
     def row(name: str, clips: list[dict], predict) -> None:
-        cells = [f"{lcc(np.array([to_float(r[t]) for r in clips]), np.array([predict(r, t) for r in clips])):.3f}"
+        cells = [f"{lcc(np.array([predict(r, t) for r in clips]), np.array([to_float(r[t]) for r in clips])):.3f}"
                  for t in PSEUDO_LABEL_TARGETS]
         print(f"| {name} | {len(clips)} | " + " | ".join(cells) + " |")
 
     print("| predictor | clips | " + " | ".join(t.upper() for t in PSEUDO_LABEL_TARGETS) + " |\n|---|---:|---|---|---|")
-    teacher = lambda r, t: to_float(predictions[Path(r["path"]).name][f"{t}_pred"])  # noqa: E731
+
+    def teacher(r: dict, t: str) -> float:
+        return to_float(predictions[Path(r["path"]).name][f"{t}_pred"])
+
     for keys in (("snr_db",), ("snr_db", "system")):
         groups: dict[tuple, list[dict]] = {}
         for r in train:

@@ -51,8 +51,8 @@ class SpeechQuality(evaluate.Metric):
         count = int(keep.sum())
         if count == 0:
             return {"lcc": float("nan"), "srcc": float("nan"), "mse": float("nan"), "bias": float("nan"), "count": 0}
-        mse = float(np.mean((predictions - references) ** 2))
-        bias = float(np.mean(predictions - references))
+        errors = predictions - references
+        mse, bias = float(np.mean(errors**2)), float(np.mean(errors))
         if count < 2 or np.ptp(predictions) == 0 or np.ptp(references) == 0:
             return {"lcc": float("nan"), "srcc": float("nan"), "mse": mse, "bias": bias, "count": count}
         return {
