@@ -61,7 +61,12 @@ class TeacherRecipe:
         test_fraction: share of clips (and of speakers) in the test part.
         level_jitter_db: active speech level -26 dB +- this.
         preset: model size (no SSL encoder: none can be fetched here).
+        dropout: dropout after the trunk's dense layer. 0: with the reference's 0.3 the heads' multiplicative
+            attention saw other activations in training than at inference and the shipped SDI read +0.30 high
+            (benchmarks/README.md, "Teacher: what limits it").
         epochs, batch_size, learning_rate: training schedule (cosine decay, 5% warm-up).
+        select_best_epoch: keep the epoch with the best validation LCC instead of the last one. Off: validation
+            holds a few whole speakers and its LCC swings by 0.1 between epochs, so it picked early, worse epochs.
         max_train_duration_s: training clips are randomly cropped to this (evaluation uses whole clips).
         validation_split: share of training speakers held out whole for model selection.
         seed: one seed for pool order, corpus, split and training.
@@ -77,10 +82,12 @@ class TeacherRecipe:
     test_fraction: float = 0.2
     level_jitter_db: float = 6.0
     preset: str = "small"
+    dropout: float = 0.0
     epochs: float = 8.0
     batch_size: int = 16
     learning_rate: float = 1e-3
     max_train_duration_s: float = 3.0
+    select_best_epoch: bool = False
     validation_split: float = 0.1
     seed: int = 0
 
@@ -217,9 +224,12 @@ def train_arguments(recipe: TeacherRecipe, labels_dir: Path, output_dir: Path) -
         "--per_device_eval_batch_size", "16", "--learning_rate", str(recipe.learning_rate),
         "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05", "--seed", str(recipe.seed),
         "--data_seed", str(recipe.seed), "--eval_strategy", "epoch", "--save_strategy", "epoch",
-        "--save_total_limit", "1", "--load_best_model_at_end", "true", "--metric_for_best_model", "lcc",
-        "--greater_is_better", "true", "--logging_steps", "50", "--report_to", "none", "--skip_bad_files",
-        "--dataloader_pin_memory", "false", "--disable_tqdm", "false",
+        "--save_total_limit", "1", "--dropout", str(recipe.dropout), "--logging_steps", "50", "--report_to", "none",
+        "--skip_bad_files", "--dataloader_pin_memory", "false", "--disable_tqdm", "false",
+        # Without selection no best checkpoint is tracked either: the Trainer would keep that one instead of the
+        # latest, and a cut-off build would resume epochs back.
+        *(["--load_best_model_at_end", "true", "--metric_for_best_model", "lcc", "--greater_is_better", "true"]
+          if recipe.select_best_epoch else []),
     ]
 
 
@@ -323,7 +333,9 @@ This folder ships inside the `mtqnet` package as `{short_name}` and is used offl
 `pipeline("speech-quality-assessment", model="{short_name}")` (the package's `pipeline`),
 `mtqnet annotate --teacher {short_name}`, `mtqnet train --teacher {short_name}`, `mtqnet score --model {short_name}`.
 Its outputs are estimates of **PESQ** (wide-band MOS-LQO, 1.04-4.64), **STOI** (0-1) and **SDI** (0 = no distortion,
-larger is worse), the intrusive measures the MPL recipe's teacher predicts, without a clean reference.
+larger is worse), the intrusive measures the MPL recipe's teacher predicts, without a clean reference. The PESQ and
+SDI heads are linear and their outputs are not clipped: a very noisy clip can score a little under 1.04 (PESQ), a
+clean one a little under 0 (SDI); clip them if you need the scales' bounds.
 
 ### Data
 Clean speech: {pool.get('clips', '?')} clips, {pool.get('hours', '?')} h, {len(pool.get('speakers', []))} speakers,

@@ -118,6 +118,9 @@ class ModelArguments:
     fusion_mode: str | None = field(default=None, metadata={"help": "'time' or 'aligned' (default: the preset's)"})
     loss_type: str = field(default="huber", metadata={"help": "huber, mse or mae"})
     huber_delta: float = field(default=1.0, metadata={"help": "Huber threshold delta"})
+    dropout: float | None = field(default=None, metadata={
+        "help": "dropout after the trunk's dense layer (default: the preset's, the teacher's or the saved model's); "
+                "0 keeps training- and inference-time scores on one scale (see docs/pretrained.md)"})
     alpha: float = field(default=1.0, metadata={"help": "weight of the frame-level loss"})
     pseudo_label_loss_weight: float = field(default=1.0, metadata={"help": "weight of L_semi"})
     keep_auxiliary_heads: bool = field(default=False, metadata={"help": "keep pseudo-label heads in the saved model"})
@@ -144,6 +147,8 @@ def parse_arguments(argv: list[str] | None = None,
     model_args.teacher = resolve_model(model_args.teacher) if model_args.teacher else model_args.teacher
     if model_args.model_name_or_path:
         model_args.model_name_or_path = resolve_model(model_args.model_name_or_path)
+    if model_args.dropout is not None and not 0.0 <= model_args.dropout < 1.0:
+        raise ValueError(f"--dropout must be at least 0 and below 1, got {model_args.dropout}")
     if not 0.0 <= data_args.labelled_batch_share < 1.0:  # before the data is read, not after
         raise ValueError(f"--labelled_batch_share must be at least 0 and below 1, got {data_args.labelled_batch_share}")
     # Extra label columns must reach the collator, and evaluation needs to know which inputs are labels.
@@ -194,8 +199,11 @@ def build_model(model_args: ModelArguments, data_args: DataArguments) -> MTQNetF
         "pseudo_label_loss_weight": model_args.pseudo_label_loss_weight,
         "freeze_ssl": model_args.freeze_ssl,
     }
+    # Given, it overrides whatever the trunk comes with (preset, teacher or saved model); not given, that stands.
+    chosen_dropout = {} if model_args.dropout is None else {"dropout": model_args.dropout}
+    objective.update(chosen_dropout)
     if model_args.model_name_or_path:
-        return MTQNetForSpeechQualityAssessment.from_pretrained(model_args.model_name_or_path)
+        return MTQNetForSpeechQualityAssessment.from_pretrained(model_args.model_name_or_path, **chosen_dropout)
     ssl_layer = int(model_args.ssl_layer) if model_args.ssl_layer.lstrip("-").isdigit() else model_args.ssl_layer
     if model_args.teacher:
         trunk = MTQNetConfig.from_pretrained(model_args.teacher).to_dict()

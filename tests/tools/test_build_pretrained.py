@@ -4,6 +4,7 @@ training, evaluation by factor, card), resumes, and never writes over a folder i
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -25,6 +26,7 @@ def test_scaled_down_rebuild_makes_a_loadable_model_with_a_card(built):
     model_dir = built / "model"
     model = MTQNetForSpeechQualityAssessment.from_pretrained(model_dir)
     assert model.config.target_names == ["pesq", "stoi", "sdi"]
+    assert model.config.dropout == 0.0  # the recipe's: one activation scale in training and at inference
     info = json.loads((model_dir / "build_info.json").read_text())
     assert info["corpus"]["utterances"] == 200
     assert info["labels"]["train"] + info["labels"]["test"] + info["labels"]["failed"] == 200
@@ -77,6 +79,23 @@ def test_a_foreign_model_folder_is_never_overwritten(tmp_path, build_speech, mon
     with pytest.raises(ValueError, match="did not write"):
         main([*build_arguments(tmp_path / "work", speech), "--install"])
     assert (shipped / "teacher-pesq-stoi-sdi" / "README.md").read_text() == "someone else's card"
+
+
+def test_recipe_reaches_the_training_arguments(tmp_path):
+    from modeling_mtqnet.training.recipe import parse_arguments
+
+    def parsed(**fields):
+        recipe = dataclasses.replace(build_pretrained.TeacherRecipe(), **fields)
+        return parse_arguments(build_pretrained.train_arguments(recipe, tmp_path, tmp_path / "out"))
+
+    model_args, _, training_args = parsed()
+    # The last epoch ships (validation holds a few whole speakers and picked early, worse epochs), and no best
+    # checkpoint is kept in place of the latest one a cut-off build resumes from.
+    assert model_args.dropout == 0.0 and training_args.load_best_model_at_end is False
+    assert training_args.metric_for_best_model is None and training_args.save_total_limit == 1
+    model_args, _, training_args = parsed(dropout=0.3, select_best_epoch=True, epochs=2.0)
+    assert model_args.dropout == 0.3 and training_args.load_best_model_at_end is True
+    assert training_args.num_train_epochs == 2.0 and training_args.metric_for_best_model == "lcc"
 
 
 def test_factor_groups_mark_held_out_conditions():

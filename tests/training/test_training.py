@@ -302,6 +302,23 @@ def test_default_method_starts_from_the_shipped_teacher_when_the_student_can_tak
             chosen("--method", "mpl_kt", *extra)
 
 
+def test_dropout_option_overrides_the_trunks_own(tmp_path):
+    def dropout_of(*extra):
+        model_args, data_args, _ = train.parse_arguments(["--train_file", "x.csv", "--output_dir", "o", *extra])
+        return train.build_model(model_args, data_args).config.dropout
+
+    assert dropout_of("--preset", "tiny") == MTQNetConfig.from_preset("tiny").dropout == 0.3  # not given: the preset's
+    assert dropout_of("--preset", "tiny", "--dropout", "0.1") == 0.1
+    teacher = pretrained_path(SHIPPED_TEACHER)
+    assert dropout_of("--method", "kt", "--dropout", "0.2") == 0.2  # over the teacher's trunk
+    assert dropout_of("--method", "kt") == MTQNetConfig.from_pretrained(teacher).dropout
+    build_model(dropout=0.3).save_pretrained(tmp_path / "saved")
+    assert dropout_of("--model_name_or_path", str(tmp_path / "saved"), "--dropout", "0.0") == 0.0
+    for bad in ("1", "-0.1"):
+        with pytest.raises(ValueError, match="--dropout must be at least 0 and below 1"):
+            train.parse_arguments(["--train_file", "x.csv", "--output_dir", "o", "--dropout", bad])
+
+
 def test_default_training_takes_the_shipped_teachers_trunk(corpus, tmp_path):
     output_dir = tmp_path / "default"
     train.main(["--train_file", str(corpus["train"]), "--output_dir", str(output_dir), "--max_steps", "1",
@@ -320,7 +337,7 @@ def test_help_documents_the_options():
                                cwd=REPO, timeout=120)
     assert completed.returncode == 0
     for option in ("--train_file", "--method", "--teacher", "--pseudo_label_columns", "--huber_delta", "--alpha",
-                   "--freeze_ssl", "--ssl_model", "--skip_bad_files", "--max_steps", "--bf16"):
+                   "--freeze_ssl", "--ssl_model", "--skip_bad_files", "--max_steps", "--bf16", "--dropout"):
         assert option in completed.stdout
 
 
