@@ -42,6 +42,7 @@ import numpy as np
 
 from ..pretrained import PRETRAINED_DIR, SHIPPED
 from ..tables import atomic_write_text, columns_of, read_table, to_float, write_table
+from ..training.reporting import REPORTED_METRIC_KEYS
 from ..vocabulary import PSEUDO_LABEL_TARGETS
 
 STAGES = ("packages", "pool", "corpus", "labels", "train", "evaluate", "ship")
@@ -214,6 +215,8 @@ def label_tables(manifest: Path, labelled: Path, languages: dict[str, str], out_
 
 
 def train_arguments(recipe: TeacherRecipe, labels_dir: Path, output_dir: Path) -> list[str]:
+    from ..training.recipe import KEEP_BEST_VALIDATION_LCC
+
     return [
         "--train_file", str(labels_dir / "train.csv"), "--test_file", str(labels_dir / "test.csv"),
         "--output_dir", str(output_dir), "--preset", recipe.preset, "--method", "scratch",
@@ -228,17 +231,13 @@ def train_arguments(recipe: TeacherRecipe, labels_dir: Path, output_dir: Path) -
         "--skip_bad_files", "--dataloader_pin_memory", "false", "--disable_tqdm", "false",
         # Without selection no best checkpoint is tracked either: the Trainer would keep that one instead of the
         # latest, and a cut-off build would resume epochs back.
-        *(["--load_best_model_at_end", "true", "--metric_for_best_model", "lcc", "--greater_is_better", "true"]
-          if recipe.select_best_epoch else []),
+        *(KEEP_BEST_VALIDATION_LCC if recipe.select_best_epoch else ()),
     ]
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Evaluation by factor
 # ----------------------------------------------------------------------------------------------------------------
-
-
-FACTOR_METRICS = ("lcc", "srcc", "mse", "bias")
 
 
 def factor_groups(row: dict[str, Any], held_out_noises: set[str], held_out_systems: set[str]) -> list[str]:
@@ -282,7 +281,7 @@ def evaluate_by_factor(predictions_csv: Path, test_csv: Path, corpus_config: dic
             predicted = np.array([to_float(r[f"{target}_pred"]) for r in rows])
             keep = np.isfinite(true) & np.isfinite(predicted)
             scores = metric.compute(predictions=predicted[keep], references=true[keep]) if keep.sum() > 2 else {}
-            entry[target] = {k: round(float(v), 4) for k, v in scores.items() if k in FACTOR_METRICS}
+            entry[target] = {k: round(float(v), 4) for k, v in scores.items() if k in REPORTED_METRIC_KEYS}
         results[group] = entry
     return results
 
@@ -301,7 +300,7 @@ def factor_table(results: dict[str, dict[str, Any]], prefixes: Sequence[str] = (
                 for target in targets:
                     m = entry.get(target, {})
                     cells.append(" / ".join(f"{m[k]:+.3f}" if k == "bias" else f"{m[k]:.3f}"
-                                            for k in FACTOR_METRICS if k in m) if m else "-")
+                                            for k in REPORTED_METRIC_KEYS if k in m) if m else "-")
                 lines.append(f"| {group} | {entry['clips']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

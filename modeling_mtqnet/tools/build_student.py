@@ -29,6 +29,7 @@ import numpy as np
 
 from ..pretrained import PRETRAINED_DIR, SHIPPED_TEACHER, resolve_model
 from ..tables import columns_of, read_table, write_table
+from ..training.recipe import KEEP_BEST_VALIDATION_LCC
 from ..training.trainer import DEFAULT_LABELLED_BATCH_SHARE
 from ..vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 from .build_pretrained import (
@@ -179,8 +180,7 @@ def student_arguments(method: str, train_file: Path, tables: dict[str, Path], ou
         "--learning_rate", str(learning_rate), "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
         "--seed", str(seed), "--data_seed", str(seed), "--eval_strategy", "steps", "--eval_steps",
         str(evaluate_every), "--save_strategy", "steps", "--save_steps", str(evaluate_every), "--save_total_limit",
-        "1", "--load_best_model_at_end", "true", "--metric_for_best_model", "lcc", "--greater_is_better", "true",
-        "--logging_steps", "25", "--report_to", "none", "--skip_bad_files", "--dataloader_pin_memory", "false",
+        "1", *KEEP_BEST_VALIDATION_LCC, "--logging_steps", "25", "--report_to", "none", "--skip_bad_files", "--dataloader_pin_memory", "false",
         *extra,
     ]
     if method in ("kt", "mpl_kt"):

@@ -233,6 +233,8 @@ def train_arguments(args: argparse.Namespace, size: DemoSize, output_dir: Path, 
                     targets: Sequence[str], schedule: Sequence[str], test_file: Path, seed: int,
                     validation_file: Path | None = None, teacher: Path | None = None) -> list[str]:
     """`mtqnet train`'s command line for one model of the demo; `schedule` sets the budget (epochs or steps)."""
+    from ..training.recipe import KEEP_BEST_VALIDATION_LCC
+
     arguments = [
         "--train_file", str(train_file), "--test_file", str(test_file), "--output_dir", str(output_dir),
         "--preset", args.preset, "--method", method, "--target_columns", *targets,
@@ -240,8 +242,7 @@ def train_arguments(args: argparse.Namespace, size: DemoSize, output_dir: Path, 
         "--per_device_train_batch_size", str(size.batch_size), "--per_device_eval_batch_size", str(size.batch_size),
         "--learning_rate", str(size.learning_rate), "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
         "--seed", str(seed), "--data_seed", str(seed), "--save_total_limit", "1",
-        # The checkpoint with the best mean LCC over the primary targets on the validation clips is kept.
-        "--load_best_model_at_end", "true", "--metric_for_best_model", "lcc", "--greater_is_better", "true",
+        *KEEP_BEST_VALIDATION_LCC,
         "--logging_steps", "10", "--report_to", "none", "--skip_bad_files", "--dataloader_pin_memory", "false",
         "--ssl_model", args.ssl_model or "none",
     ]

@@ -69,6 +69,11 @@ from .trainer import DEFAULT_LABELLED_BATCH_SHARE, MTQNetTrainer, make_compute_m
 logger = logging.getLogger("mtqnet.train")
 
 
+#: `mtqnet train` arguments that keep the checkpoint with the best validation LCC (mean over the primary targets).
+KEEP_BEST_VALIDATION_LCC = ("--load_best_model_at_end", "true", "--metric_for_best_model", "lcc",
+                            "--greater_is_better", "true")
+
+
 @dataclass
 class DataArguments:
     """Where the data is and which columns hold what."""

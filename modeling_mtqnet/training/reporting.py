@@ -13,6 +13,9 @@ from ..tables import read_table, to_float, write_table
 from ..vocabulary import display_name
 
 METRIC_KEYS = ("lcc", "srcc", "mse")
+#: What the speech-quality metric reports per target: the paper's three and the bias (mean prediction minus label),
+#: which is never averaged across targets (their scales differ).
+REPORTED_METRIC_KEYS = (*METRIC_KEYS, "bias")
 
 
 def format_cell(metrics: Mapping[str, float], target: str) -> str:

@@ -13,6 +13,7 @@ from torch import nn
 from transformers import EvalPrediction, Trainer
 
 from ..model.modeling_mtqnet import speech_quality_objective
+from .reporting import METRIC_KEYS, REPORTED_METRIC_KEYS
 
 SPEECH_QUALITY_METRIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "speech_quality")
 LABEL_KEYS = ("labels", "pseudo_labels")
@@ -38,8 +39,8 @@ def make_compute_metrics(target_names: list[str], auxiliary_target_names: list[s
         for names, predicted, true in zip((target_names, auxiliary_target_names), predictions, references):
             for k, name in enumerate(names):
                 scores = metric.compute(predictions=np.asarray(predicted)[:, k], references=np.asarray(true)[:, k])
-                results.update({f"{name}_{key}": scores[key] for key in ("lcc", "srcc", "mse", "bias")})
-        for key in ("lcc", "srcc", "mse"):
+                results.update({f"{name}_{key}": scores[key] for key in REPORTED_METRIC_KEYS})
+        for key in METRIC_KEYS:
             values = [results[f"{name}_{key}"] for name in target_names if not math.isnan(results[f"{name}_{key}"])]
             results[key] = float(np.mean(values)) if values else math.nan
         return results
