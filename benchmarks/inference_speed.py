@@ -14,6 +14,11 @@ model (random weights, auxiliary heads dropped, eval mode), runs one warm-up for
 
 A second table splits the trunk's time among its modules (forward hooks as well).
 
+`--paths bounded reference` measures both ways of computing the same scores side by side: `bounded` (the package's
+default) runs a WavLM encoder's attention block-wise and the CNN in passes of whole clips, so that memory grows
+linearly with the clip and is bounded per pass; `reference` uses transformers' own WavLM attention (a T x T bias and
+T x T scores per head) and the whole batch in one CNN pass, as the package did before.
+
 By default the workers run with glibc's mmap and trim thresholds raised (`--malloc keep`): freed tensor memory is
 reused instead of being unmapped and faulted in again on the next forward. On a VM with expensive page faults this
 keeps timings steady; `--malloc default` measures the allocator as a user gets it.
@@ -44,6 +49,7 @@ OVERHEAD_AIM = 0.25
 MALLOC_KEEP_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**36)}
 AIM_DURATION_S = 10.0
 DTYPE_NAMES = ("fp32", "bf16")
+PATH_NAMES = ("bounded", "reference")
 
 # Both presets get a WavLM-base-sized encoder (768-d, 12 layers, group norm); "small" keeps its aligned fusion and
 # its own 128-d SSL projection.
@@ -74,6 +80,7 @@ class BenchmarkCase:
     threads: int
     seed: int
     dtype: str = "fp32"
+    paths: str = "bounded"
 
     @property
     def audio_seconds(self) -> float:
@@ -222,6 +229,12 @@ def run_case(case: BenchmarkCase) -> CaseResult:
 
     configuration_mtqnet.ONE_PASS_ATTENTION_BUDGET_BYTES = 1 << 60
     model = build_model(case.preset, case.dtype)
+    if case.paths == "reference":
+        from modeling_mtqnet.model import modeling_mtqnet
+        from modeling_mtqnet.model.wavlm_attention import use_blockwise_wavlm_attention
+
+        use_blockwise_wavlm_attention(model.mtqnet.ssl_encoder, enabled=False)
+        modeling_mtqnet.CNN_PASS_VALUES = 1 << 60
     input_values, attention_mask = make_inputs(case.batch_size, case.duration_s)
     ssl_timer = CallTimer([model.mtqnet.ssl_encoder])
     timers = component_timers(model)
@@ -292,12 +305,12 @@ def format_number(value: float, digits: int) -> str:
 
 def results_table(results: list[CaseResult]) -> str:
     lines = [
-        "| preset | dtype | batch | audio s | RTF total | RTF SSL | RTF trunk | trunk/SSL | peak MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| preset | dtype | paths | batch | audio s | RTF total | RTF SSL | RTF trunk | trunk/SSL | peak MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         c = r.case
-        cells = [c.preset, c.dtype, str(c.batch_size), f"{c.duration_s:g}"]
+        cells = [c.preset, c.dtype, c.paths, str(c.batch_size), f"{c.duration_s:g}"]
         if r.error:
             cells += ["failed"] + [""] * 4 + [r.error]
         else:
@@ -311,15 +324,16 @@ def components_table(results: list[CaseResult]) -> str:
     """Share of the trunk's time per module; 'other' is the rest (fusion, padding, packing, masks)."""
     names = list(TRUNK_COMPONENTS) + ["other"]
     lines = [
-        "| preset | dtype | batch | audio s | trunk s | " + " | ".join(names) + " |",
-        "|---|---|---:|---:|---:|" + "---:|" * len(names),
+        "| preset | dtype | paths | batch | audio s | trunk s | " + " | ".join(names) + " |",
+        "|---|---|---|---:|---:|---:|" + "---:|" * len(names),
     ]
     for r in results:
         if r.error:
             continue
         shares = dict(r.components_s)
         shares["other"] = r.trunk_s - sum(shares.values())
-        cells = [r.case.preset, r.case.dtype, str(r.case.batch_size), f"{r.case.duration_s:g}", f"{r.trunk_s:.2f}"]
+        cells = [r.case.preset, r.case.dtype, r.case.paths, str(r.case.batch_size), f"{r.case.duration_s:g}",
+                 f"{r.trunk_s:.2f}"]
         cells += [f"{100 * shares[name] / r.trunk_s:.0f}%" if name in shares else "—" for name in names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -332,7 +346,8 @@ def overhead_summary(results: list[CaseResult]) -> str:
             continue
         verdict = "meets" if r.overhead <= OVERHEAD_AIM else "misses"
         lines.append(
-            f"- trunk overhead at {AIM_DURATION_S:g} s, {r.case.preset} {r.case.dtype}, batch {r.case.batch_size}: "
+            f"- trunk overhead at {AIM_DURATION_S:g} s, {r.case.preset} {r.case.dtype} {r.case.paths}, "
+            f"batch {r.case.batch_size}: "
             f"{100 * r.overhead:.0f}% of SSL time ({verdict} the <= {100 * OVERHEAD_AIM:.0f}% aim)"
         )
     return "\n".join(lines)
@@ -340,13 +355,15 @@ def overhead_summary(results: list[CaseResult]) -> str:
 
 def speedup_summary(results: list[CaseResult]) -> str:
     """bf16 against fp32 of the same configuration (same run): total time ratio and SSL-encoder time ratio."""
-    by_key = {(r.case.preset, r.case.batch_size, r.case.duration_s, r.case.dtype): r for r in results if not r.error}
+    by_key = {(r.case.preset, r.case.batch_size, r.case.duration_s, r.case.paths, r.case.dtype): r
+              for r in results if not r.error}
     lines = []
-    for (preset, batch, duration, dtype), reduced in by_key.items():
-        full = by_key.get((preset, batch, duration, "fp32"))
+    for (preset, batch, duration, paths, dtype), reduced in by_key.items():
+        full = by_key.get((preset, batch, duration, paths, "fp32"))
         if dtype == "fp32" or full is None:
             continue
-        lines.append(f"- {dtype} speed-up, {preset} batch {batch} x {duration:g} s: {full.total_s / reduced.total_s:.2f}x "
+        lines.append(f"- {dtype} speed-up, {preset} {paths} batch {batch} x {duration:g} s: "
+                     f"{full.total_s / reduced.total_s:.2f}x "
                      f"in all, {full.ssl_s / reduced.ssl_s:.2f}x in the SSL encoder, "
                      f"{full.trunk_s / reduced.trunk_s:.2f}x in the trunk")
     return "\n".join(lines)
@@ -389,6 +406,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "timings); 'default': the allocator as a user gets it")
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPE_NAMES), choices=list(DTYPE_NAMES),
                         help="weights' precision; bf16 loads the model with from_pretrained(dtype=torch.bfloat16)")
+    parser.add_argument("--paths", nargs="+", default=["bounded"], choices=list(PATH_NAMES),
+                        help="'bounded': block-wise WavLM attention and the CNN in passes of whole clips (the "
+                             "package's default); 'reference': transformers' WavLM attention and one CNN pass for "
+                             "the whole batch (same scores, memory quadratic in the clip and linear in the batch)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed for weights and inputs")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results to this JSON file")
@@ -402,20 +423,21 @@ def main(argv: list[str] | None = None) -> None:
         worker_main(args.worker)
         return
     cases = [
-        BenchmarkCase(preset, batch, duration, args.repeats, args.time_budget, args.threads, args.seed, dtype)
+        BenchmarkCase(preset, batch, duration, args.repeats, args.time_budget, args.threads, args.seed, dtype, paths)
         for preset in args.presets
         for batch in args.batch_sizes
         for duration in args.durations
         for dtype in args.dtypes
+        for paths in args.paths
     ]
     results = []
     for case in cases:
         if skipped(case, args.skip, args.max_batch_audio):
-            print(f"skip {case.preset} {case.dtype} batch {case.batch_size} x {case.duration_s:g} s", file=sys.stderr)
+            print(f"skip {case.preset} {case.dtype} {case.paths} batch {case.batch_size} x {case.duration_s:g} s", file=sys.stderr)
             continue
         start = time.perf_counter()
         result = run_in_subprocess(case, keep_freed_memory=args.malloc == "keep")
-        print(f"{case.preset} {case.dtype} batch {case.batch_size} x {case.duration_s:g} s: {progress_line(result)} "
+        print(f"{case.preset} {case.dtype} {case.paths} batch {case.batch_size} x {case.duration_s:g} s: {progress_line(result)} "
               f"[{time.perf_counter() - start:.0f} s wall]", file=sys.stderr, flush=True)
         results.append(result)
     print(results_table(results))

@@ -73,7 +73,7 @@ def test_model_files_import_nothing_outside_the_model_wing(name):
         assert wing in (None, "model"), f"{path.name}:{line} imports {imported}"
         if wing is None:
             assert imported.split(".")[0] not in TOP_LEVEL_SCRIPTS, f"{path.name}:{line} imports {imported}"
-    # A saved folder holds the four files side by side: only relative imports of each other may appear.
+    # A saved folder holds the code files side by side: only relative imports of each other may appear.
     tree = ast.parse(path.read_text())
     relative = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level]
     assert all(node.level == 1 and f"{node.module}.py" in CODE_FILES for node in relative)

@@ -34,7 +34,9 @@ KNOWN_TARGETS: dict[str, tuple[str, list[float] | None]] = {
 
 # An SSL encoder's self-attention holds (heads x frames^2) scores; transformers' WavLM on CPU peaks at about 26 bytes
 # per score in float32 inference (measured: 6.5 copies of 4 bytes). One pass of a clip may spend at most this budget on
-# them; the trunk and heads need memory linear in the clip (about 3 MB per second for the `small` preset).
+# them; the trunk and heads need memory linear in the clip (about 3 MB per second for the `small` preset). This model
+# runs a WavLM encoder's attention block-wise (wavlm_attention.py, memory linear in the clip) and keeps the limit all
+# the same: its time grows with the square of the clip, and long audio is scored in windows like the training clips.
 SSL_ATTENTION_BYTES_PER_SCORE = 26
 ONE_PASS_ATTENTION_BUDGET_BYTES = 2 * 1024**3
 

@@ -30,6 +30,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_mtqnet import MTQNetConfig, ssl_frame_geometry
+from .wavlm_attention import use_blockwise_wavlm_attention
 
 # Frame sections of "time" fusion, as recorded in `frame_sections`.
 SECTION_SPECTRAL, SECTION_SINC, SECTION_SSL = 0, 1, 2
@@ -327,26 +328,46 @@ class SincFilterbank(nn.Module):
             return F.conv1d(padded, self.filters(), stride=self.stride).transpose(1, 2)
 
 
+# The CNN runs on as many clips at a time as keep one conv's output under this many numbers (256 MB in float32):
+# at batch 8 x 60 s one pass would hold about 1 GB per activation of the first block. Short batches run in one pass.
+CNN_PASS_VALUES = 2**26
+
+
 class MTQNetCNN(nn.Module):
     """12 Conv2d 3x3 'same' + ReLU in 4 blocks (16, 32, 64, 128 ch); each block's last conv strides frequency by 3.
 
     Padding frames are zeroed after every conv, so that a conv's time edge sees zeros exactly as for a clip alone.
+    Each clip is convolved on its own, so a long batch is split into passes of whole clips (`CNN_PASS_VALUES`): the
+    same outputs, with memory bounded by the pass rather than the batch.
     """
 
     def __init__(self, config: MTQNetConfig, in_channels: int):
         super().__init__()
         layers, channels = [], in_channels
+        frequencies, widest = config.num_frequency_bins, 0
         for out_channels in config.cnn_channels:
             for index in range(config.cnn_convs_per_block):
                 last = index == config.cnn_convs_per_block - 1
                 stride = (1, config.cnn_frequency_stride) if last else (1, 1)
                 layers.append(nn.Conv2d(channels, out_channels, kernel_size=3, stride=stride, padding=1))
                 channels = out_channels
+                frequencies = (frequencies - 1) // stride[1] + 1
+                widest = max(widest, out_channels * frequencies)
         self.convs = nn.ModuleList(layers)
         self.output_size = channels * config.cnn_output_frequencies
+        self.widest_values_per_frame = widest  # the largest conv output of one frame (16 x 257 in the reference)
 
     def forward(self, images: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """(B, C, T, F) -> (B, T, C_out * F_out); channels and frequency flattened per frame (time kept first)."""
+        batch, frames = images.shape[0], images.shape[2]
+        clips_per_pass = max(1, CNN_PASS_VALUES // max(1, self.widest_values_per_frame * frames))
+        if clips_per_pass >= batch:
+            return self.convolve(images, frame_mask)
+        passes = [slice(start, start + clips_per_pass) for start in range(0, batch, clips_per_pass)]
+        return torch.cat([self.convolve(images[rows], frame_mask[rows]) for rows in passes])
+
+    def convolve(self, images: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """One pass of the 12 convs over (b, C, T, F) images."""
         # The float32 spectral / sinc images enter at the convs' dtype (bfloat16 for a model loaded in it).
         images = images.to(self.convs[0].weight.dtype)
         time_mask = frame_mask[:, None, :, None].to(images.dtype)
@@ -585,7 +606,10 @@ class MTQNetPreTrainedModel(PreTrainedModel):
             shutil.copyfile(os.path.join(package_dir, name), os.path.join(save_directory, name))
 
 
-CODE_FILES = ("configuration_mtqnet.py", "feature_extraction_mtqnet.py", "modeling_mtqnet.py", "pipeline_mtqnet.py")
+CODE_FILES = (
+    "configuration_mtqnet.py", "feature_extraction_mtqnet.py", "modeling_mtqnet.py", "pipeline_mtqnet.py",
+    "wavlm_attention.py",
+)
 
 
 class MTQNetModel(MTQNetPreTrainedModel):
@@ -598,6 +622,9 @@ class MTQNetModel(MTQNetPreTrainedModel):
         self.fusion = FUSION_MODULES[config.fusion_mode](config)
         self.cnn = MTQNetCNN(config, in_channels=self.fusion.cnn_channels)
         self.ssl_encoder = AutoModel.from_config(config.ssl_config) if config.ssl_config is not None else None
+        if self.ssl_encoder is not None:
+            # A WavLM encoder's attention in memory linear in the clip's length (same weights, same outputs).
+            use_blockwise_wavlm_attention(self.ssl_encoder)
         self.ssl_layer_weights = None
         ssl_size = 0
         if self.ssl_encoder is not None:

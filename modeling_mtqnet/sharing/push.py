@@ -1,7 +1,7 @@
 """Upload a trained MTQ-Net folder (what `mtqnet train` writes) to the Hugging Face Hub, with a model card.
 
 Uploaded: config.json, the weights (model.safetensors, or its shards and index), preprocessor_config.json, the
-four code files (so the repo loads with trust_remote_code=True), README.md (the rendered card: model-index with
+five code files (so the repo loads with trust_remote_code=True), README.md (the rendered card: model-index with
 LCC / SRCC / MSE per target, training set-up, usage, limitations, citation) and the results (eval_results.json,
 results.md, predictions.csv, scatter_<target>.png). Never uploaded: training_args.bin, checkpoint-* folders and
 anything else in the folder (including a README.md written by the Trainer, which the card replaces).

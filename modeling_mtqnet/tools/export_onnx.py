@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
+from ..model.wavlm_attention import use_blockwise_wavlm_attention
 from ..pretrained import resolve_model
 from ..sharing.model_dir import read_saved_config
 
@@ -139,7 +140,8 @@ def export(
 ) -> Path:
     """Export `model` to `output_path` (one file) and write its metadata; returns the path.
 
-    The model's auxiliary heads are dropped in place (`drop_auxiliary_heads()`), it is put in eval mode and float32.
+    The model's auxiliary heads are dropped in place (`drop_auxiliary_heads()`), it is put in eval mode and float32,
+    and a WavLM encoder gets transformers' own attention back (`use_blockwise_wavlm_attention(..., enabled=False)`).
 
     Raises:
         RuntimeError: the exporter failed (the message names the SSL encoder, the usual suspect for a new encoder type).
@@ -148,6 +150,10 @@ def export(
         raise ImportError("Exporting to ONNX needs the `onnx` package (torch's exporter uses it): pip install onnx")
     model.drop_auxiliary_heads()
     model.float().eval()
+    if model.mtqnet.ssl_encoder is not None:
+        # The block-wise WavLM attention loops over blocks whose count the tracer would freeze at the example's
+        # length; transformers' own attention traces to one graph for any length (same weights, same outputs).
+        use_blockwise_wavlm_attention(model.mtqnet.ssl_encoder, enabled=False)
     graph = MTQNetOnnxGraph(model).eval()
     samples = max(int(example_seconds * model.config.sampling_rate), model.config.min_input_samples)
     example = torch.from_numpy(example_waveform(samples, model.config.sampling_rate))[None]
