@@ -12,8 +12,9 @@ reference's (benchmarks/README.md).
 
 `use_blockwise_wavlm_attention(encoder)` swaps the class of every `WavLMAttention` in an encoder. The subclass adds no
 parameters or buffers, so the weights, their names and checkpoints are untouched, and `enabled=False` swaps back
-(the ONNX export does, because a traced graph needs one shape-independent attention). All of an encoder's layers
-must use the same class: the bias the first layer hands on has a different shape in each.
+(`mtqnet export-onnx` does: a tracer would freeze the block count at the example's length; do the same before
+tracing a model yourself). All of an encoder's layers must use the same class: the bias the first layer hands on
+has a different shape in each.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Upload a trained MTQ-Net folder (what `mtqnet train` writes) to the Hugging Face Hub, with a model card.
 
 Uploaded: config.json, the weights (model.safetensors, or its shards and index), preprocessor_config.json, the
-five code files (so the repo loads with trust_remote_code=True), README.md (the rendered card: model-index with
+code files (so the repo loads with trust_remote_code=True), README.md (the rendered card: model-index with
 LCC / SRCC / MSE per target, training set-up, usage, limitations, citation) and the results (eval_results.json,
 results.md, predictions.csv, scatter_<target>.png). Never uploaded: training_args.bin, checkpoint-* folders and
 anything else in the folder (including a README.md written by the Trainer, which the card replaces).
@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..model.configuration_mtqnet import AUTO_MAP, CUSTOM_PIPELINES
 from ..model.modeling_mtqnet import CODE_FILES
 from .model_card import CardOptions, method_from_results, render_card
 from .model_dir import ModelDirError, read_saved_config
@@ -76,13 +77,30 @@ def validate_model_dir(model_dir: Path) -> list[str]:
     if not (model_dir / "preprocessor_config.json").is_file():
         raise ModelDirError(f"{model_dir} has no preprocessor_config.json; write it with "
                             "MTQNetFeatureExtractor.from_model_config(model.config).save_pretrained(folder)")
-    missing = [name for name in CODE_FILES if not (model_dir / name).is_file()]
+    code_files = needed_code_files(model_dir)
+    missing = [name for name in code_files if not (model_dir / name).is_file()]
     if missing:
         raise ModelDirError(f"{model_dir} lacks the code files {', '.join(missing)}; re-save the model with "
                             "MTQNetForSpeechQualityAssessment.save_pretrained, which copies them")
     results = [name for name in sorted(os.listdir(model_dir)) if (model_dir / name).is_file()
                and (name in RESULT_FILES or any(fnmatch.fnmatch(name, p) for p in RESULT_PATTERNS))]
-    return [*FIXED_FILES, *weights, *results]
+    return ["config.json", "preprocessor_config.json", *code_files, *weights, *results]
+
+
+def needed_code_files(model_dir: Path) -> list[str]:
+    """The code files the folder's remote code needs: the modules that `auto_map` and the pipeline entry name, and
+    every module that the folder's own copies of those import relatively, in turn. A folder saved before
+    `wavlm_attention.py` existed needs the four others only, as its modeling file does not import it."""
+    from transformers.dynamic_module_utils import get_relative_imports
+
+    entries = [*AUTO_MAP.values(), *(pipeline["impl"] for pipeline in CUSTOM_PIPELINES.values())]
+    needed = {f"{entry.split('.')[0]}.py" for entry in entries}
+    read: set[str] = set()
+    while unread := sorted(name for name in needed - read if (model_dir / name).is_file()):
+        for name in unread:
+            needed |= {f"{module}.py" for module in get_relative_imports(model_dir / name)}
+        read.update(unread)
+    return sorted(needed)
 
 
 def is_uploadable_name(name: str) -> bool:

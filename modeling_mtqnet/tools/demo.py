@@ -13,7 +13,7 @@ Stages (each shows progress; a rerun skips the stages already done and resumes a
              ones, some kept for validation); intrusive PESQ / STOI / SDI for the test part (to score the teacher),
              and with --train_teacher for a teacher part split off the training clips (by source recording);
  4. teacher  the shipped teacher `mtqnet/teacher-pesq-stoi-sdi`, or with --train_teacher one trained here (MOSA-Net
-             trunk, `small` preset, `mtqnet train --method scratch` on the intrusive labels);
+             trunk, `small` preset, `mtqnet train --method scratch --dropout 0` on the intrusive labels);
  5. pseudo   annotate every student clip with the teacher's PESQ / STOI / SDI predictions (MPL stage 1);
  6. students train MTQ-Net with each method (default: scratch, MPL and MPL + KT; also kt) and each seed on one
              budget (optimiser steps) and one validation set: scratch / KT on the labelled clips, MPL on every student
@@ -362,10 +362,13 @@ def stage_teacher(args, size, paths) -> None:
     if not args.train_teacher:
         print(f"Teacher: the shipped {SHIPPED_TEACHER} ({teacher_dir(args, paths)}); --train_teacher trains one here")
         return
+    from .build_pretrained import TeacherRecipe
+
+    # The shipped teacher's dropout (0: docs/model.md says why), whatever the preset's.
+    schedule = ["--num_train_epochs", str(size.teacher_epochs), "--eval_strategy", "epoch", "--save_strategy", "epoch",
+                "--dropout", str(TeacherRecipe().dropout)]
     run_training(train_arguments(args, size, paths["teacher"], paths["labels"] / "teacher.csv", "scratch",
-                                 PSEUDO_LABEL_TARGETS, ["--num_train_epochs", str(size.teacher_epochs),
-                                                        "--eval_strategy", "epoch", "--save_strategy", "epoch"],
-                                 paths["labels"] / "test.csv", args.seeds[0]))
+                                 PSEUDO_LABEL_TARGETS, schedule, paths["labels"] / "test.csv", args.seeds[0]))
 
 
 def stage_pseudo(args, size, paths) -> None:
@@ -511,7 +514,7 @@ def stage_report(args, size, paths) -> None:
     held_out_systems = sorted(set(config["test_systems"]) - set(config["train_systems"]))
     teacher_line = (f"- Teacher: `{args.preset}` MOSA-Net trunk trained here from scratch on intrusive PESQ / STOI / "
                     f"SDI of {len(read_rows(paths['labels'] / 'teacher.csv'))} clips for {size.teacher_epochs} "
-                    "epochs." if args.train_teacher else
+                    "epochs, without dropout (as the shipped teacher)." if args.train_teacher else
                     f"- Teacher: the shipped `{SHIPPED_TEACHER}` (trained on 10,000 clips of the same recipe; the "
                     "test part's speakers, noise recordings and systems were held out of its corpus too).")
     text = "\n".join([

@@ -197,6 +197,10 @@ def test_folder_loads_by_its_own_code_without_the_package(saved_model_dir, tiny_
     model = AutoModel.from_pretrained(folder, trust_remote_code=True)
     extractor = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
     assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    # The folder's own wavlm_attention.py travels with it and is used.
+    attention = model.mtqnet.ssl_encoder.encoder.layers[0].attention
+    assert type(attention).__name__ == "BlockwiseWavLMAttention", type(attention)
+    assert type(attention).__module__.startswith("transformers_modules"), type(attention).__module__
     auto = model(**extractor(path, return_tensors="pt")).logits[0].tolist()
     classifier = pipeline("audio-classification", model=folder, trust_remote_code=True)
     labelled = {{item["label"]: item["score"] for item in classifier(extractor(path)["input_values"][0])}}

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -524,6 +525,9 @@ def test_bad_model_dir_gives_a_clear_error(model_dir, tmp_path, capsys, monkeypa
         "has no model.safetensors": broken("no_weights", lambda f: (f / "model.safetensors").unlink()),
         "has no preprocessor_config.json": broken("no_fe", lambda f: (f / "preprocessor_config.json").unlink()),
         "lacks the code files pipeline_mtqnet.py": broken("no_code", lambda f: (f / "pipeline_mtqnet.py").unlink()),
+        # Today's modeling file imports it, so the folder's remote code could not load without it.
+        "lacks the code files wavlm_attention.py": broken("no_attention",
+                                                          lambda f: (f / "wavlm_attention.py").unlink()),
     }
     for message, folder in cases.items():
         with pytest.raises(push_to_hub.ModelDirError, match=re.escape(message)):
@@ -593,3 +597,13 @@ def test_trainer_push_to_hub_uploads_the_model(hub, tmp_path, monkeypatch):
     assert hub.repos["tester/trainer-push"]["commits"][-1]["summary"] == "End of training"
     assert "hf_trainer_token" in hub.tokens
     assert hub.unhandled == []
+
+
+def test_a_folder_saved_before_the_fifth_code_file_uploads_its_own_four(tmp_path):
+    """A folder saved by 0.1.0 (four code files; its modeling file imports no wavlm_attention.py) is pushed as it is."""
+    old = Path(__file__).resolve().parents[1] / "fixtures" / "saved_model_0.1.0_aligned"
+    folder = tmp_path / "old"
+    shutil.copytree(old, folder)
+    names = push_to_hub.validate_model_dir(folder)
+    assert sorted(name for name in names if name.endswith(".py")) == sorted(p.name for p in old.glob("*.py"))
+    assert "wavlm_attention.py" not in names

@@ -273,6 +273,7 @@ def test_train_teacher_trains_one_on_a_part_of_its_own(tmp_path, small_pool):
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     output = tmp_path / "outputs" / "demo"
     assert (output / "teacher" / "model.safetensors").is_file()
+    assert json.loads((output / "teacher" / "config.json").read_text())["dropout"] == 0.0  # the shipped teacher's
     teacher, student = rows(output / "labels" / "teacher.csv"), rows(output / "labels" / "student.csv")
     assert teacher and student and all(math.isfinite(float(r["pesq"])) for r in teacher)
     assert {r["source_file"] for r in teacher}.isdisjoint(r["source_file"] for r in student)
