@@ -77,14 +77,14 @@ class BlockwiseWavLMAttention(WavLMAttention):
         # Row r of the bias's sliding windows is the bias of query T - 1 - r against every key, in key order
         # (windows[h, r, j] = position_bias[h, r + j], a view: nothing is copied). So the queries run in reverse
         # order, a block of them reads a slice of the windows, and the outputs are put back in order at the end.
-        windows = position_bias.unfold(1, length, 1)  # (heads, T, T) view of (heads, 2T - 1)
+        windows = position_bias.to(gate.dtype).unfold(1, length, 1)  # (heads, T, T) view of (heads, 2T - 1)
         reversed_query, reversed_gate = query.flip(1), gate.flip(2)
         block = max(1, BLOCK_SCORES // (batch * heads * length))
         outputs = []
         for start in range(0, length, block):
             stop = min(length, start + block)
             # (batch, heads, block, T): the block's gated bias
-            bias = reversed_gate[:, :, start:stop] * windows[:, start:stop].to(gate.dtype)
+            bias = reversed_gate[:, :, start:stop] * windows[:, start:stop]
             if padded_keys is not None:
                 bias = bias.masked_fill(padded_keys, float("-inf"))
             # In place on the block's own bias (baddbmm would first copy it into a new result), at the queries'

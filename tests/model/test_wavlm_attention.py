@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModel, WavLMConfig
+from transformers import AutoModel, HubertConfig, WavLMConfig
 from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
 from modeling_mtqnet.model import modeling_mtqnet, wavlm_attention
@@ -90,12 +90,9 @@ def test_the_swap_keeps_the_weights_and_hands_on_a_linear_bias():
 def test_models_use_the_blockwise_attention_and_other_encoders_are_left_alone():
     model = build_model()
     assert all(type(layer.attention) is BlockwiseWavLMAttention for layer in model.mtqnet.ssl_encoder.encoder.layers)
-    hubert = AutoModel.from_config(
-        __import__("transformers").HubertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                                 intermediate_size=64, conv_dim=(16,), conv_stride=(5,),
-                                                 conv_kernel=(10,), num_conv_pos_embeddings=16,
-                                                 num_conv_pos_embedding_groups=2)
-    )
+    hubert = AutoModel.from_config(HubertConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16,),
+        conv_stride=(5,), conv_kernel=(10,), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2))
     assert use_blockwise_wavlm_attention(hubert) == 0
 
 
@@ -118,7 +115,7 @@ def test_small_cnn_passes_and_attention_blocks_give_the_same_scores(fusion_mode,
     assert (torch.stack(alone) - split.logits).abs().max() <= 1e-4
 
 
-def test_long_clips_score_alike_alone_and_in_a_batch_of_one_clip_per_pass(monkeypatch):
+def test_the_cnn_pass_size_follows_the_clips_length(monkeypatch):
     """The pass size follows the clips' length: with a budget of two short clips, a batch of three short clips
     takes two passes and gives the one-pass scores."""
     model = build_model(fusion_mode="time")
