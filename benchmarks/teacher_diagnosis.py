@@ -1,4 +1,4 @@
-"""What limits the shipped teacher (`mtqnet/teacher-pesq-stoi-sdi`)? Four checks on its build folder.
+"""What limits the shipped teacher (`mtqnet/teacher-pesq-stoi-sdi`)? Five checks on its build folder.
 
 `mtqnet build-pretrained teacher-pesq-stoi-sdi --work_dir BUILD` leaves the corpus, the intrusive labels
 (BUILD/labels/{train,test}.csv) and the trained folder (BUILD/train, with predictions.csv on the test part). From them:
@@ -12,6 +12,9 @@
             mode, what users get) and on (train mode, mean of 4 passes), against the labels: dropout feeds the
             heads' multiplicative attention, so a shift between the two is a train / eval mismatch (the first
             shipped teacher had 0.3; today's has none, so its two columns agree).
+  saturation  activation sizes in a trained teacher (default the shipped one; `--model_dir` another) on training
+            clips: the spectral and sinc images, the BLSTM's input, and the share of its gate pre-activations beyond
+            +-4 (saturated: the sigmoid's gradient under 2% of its peak).
   arms      short training runs of the teacher recipe on a subset (default 3,000 training clips, 4 epochs, the last
             model, 600 test clips, seed 0), one change per arm: `base` (the recipe as it was in the sixth session:
             dropout 0.3, the last model), `nodrop` (dropout 0: today's recipe), `nosinc`
@@ -19,14 +22,19 @@
             labels divided by its training standard deviation), `log` (log1p(1000 x) of the spectral and sinc
             images), `snr` (an auxiliary SNR head via the MPL machinery: the corpus's SNR clipped to -5..40 dB
             and divided by its training standard deviation, so that its loss is on the scale of the others; in dB
-            it swamped them), `whole` (whole training clips, up to 6 s, instead of random 3 s crops).
-            `std` and `log` are changes this script patches in for the run; the package has no such options.
+            it swamped them), `whole` (whole training clips, up to 6 s, instead of random 3 s crops), `gain` /
+            `gain_small` (today's recipe with the spectral and sinc images times 0.1 / 0.03 before the CNN, so
+            that the BLSTM is driven less into saturation; read them against `nodrop`).
+            `std`, `log` and the gains are changes this script patches in for the run; the package has no such
+            options. `shipped` trains nothing: the shipped teacher (8,000 training clips, 8 epochs) on the same test
+            clips, for scale.
 
     .venv/bin/python benchmarks/teacher_diagnosis.py lookup --build_dir work/teacher
     .venv/bin/python benchmarks/teacher_diagnosis.py features --build_dir work/teacher
     .venv/bin/python benchmarks/teacher_diagnosis.py dropout --build_dir work/teacher
+    .venv/bin/python benchmarks/teacher_diagnosis.py saturation --build_dir work/teacher [--model_dir DIR --gain G]
     .venv/bin/python benchmarks/teacher_diagnosis.py arms --build_dir work/teacher --output_dir outputs/teacher_arms \\
-        --arms base nodrop nosinc wide std log snr whole
+        --arms base nodrop nosinc wide std log snr whole gain gain_small shipped
 
 Run alone on the machine (2 intra-op threads); each arm prints its test LCC / MSE / bias and its wall time.
 """
@@ -53,10 +61,15 @@ def lcc(predicted: np.ndarray, true: np.ndarray) -> float:
     return lcc_srcc_mse(predicted, true)[0]  # the package's LCC (scipy's pearsonr)
 
 
-ARMS = ("base", "nodrop", "nosinc", "wide", "std", "log", "snr", "whole")
+ARMS = ("base", "nodrop", "nosinc", "wide", "std", "log", "snr", "whole", "gain", "gain_small", "shipped")
 # The arms' base is the teacher recipe as the arms were first run (sixth session): the `small` preset's dropout 0.3
 # and the last model. The recipe has trained without dropout since (`TeacherRecipe.dropout`): that is the `nodrop` arm.
 ARMS_BASE_DROPOUT = 0.3
+# Arms that change something else on top of today's recipe (dropout 0), to be read against `nodrop`.
+ARMS_WITHOUT_DROPOUT = ("nodrop", "gain", "gain_small")
+# `gain` / `gain_small`: the spectral and sinc images times this before the CNN (after the `saturation` part found
+# the BLSTM's gates mostly saturated).
+ARM_GAINS = {"gain": 0.1, "gain_small": 0.03}
 SNR_CEILING_DB = 40.0  # clean clips (SNR inf) count as 40 dB for the auxiliary SNR target
 
 
@@ -145,6 +158,49 @@ def dropout(build_dir: Path, clips: int, seed: int) -> None:
               f"{on[:, k].mean():.3f}, {lcc(on[:, k], true[:, k]):.3f}")
 
 
+def saturation(build_dir: Path, clips: int, seed: int, model_dir: Path | None = None, gain: float = 1.0) -> None:
+    """How large the trunk's activations are on training clips (first 3 s, as trained), and how many of the BLSTM's
+    gate pre-activations (input part, forward direction) are saturated (|x| > 4: sigmoid below 0.018 or above 0.982,
+    where its gradient is under 2% of its peak). `model_dir`: another trained folder (default the shipped teacher);
+    `gain`: the image gain it was trained with (an arm's `ARM_GAINS` entry)."""
+    if gain != 1.0:
+        scale_images(gain)
+    import soundfile as sf
+    import torch
+
+    from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+    from modeling_mtqnet.pretrained import resolve_model
+
+    folder = model_dir or resolve_model("mtqnet/teacher-pesq-stoi-sdi")
+    model = MTQNetForSpeechQualityAssessment.from_pretrained(folder).eval()
+    extractor = MTQNetFeatureExtractor.from_pretrained(folder)
+    rng = np.random.default_rng(seed)
+    train = labels(build_dir, "train")
+    rows = [train[i] for i in rng.choice(len(train), min(clips, len(train)), replace=False)]
+    audio = [sf.read(r["path"], dtype="float32")[0][: 3 * 16000] for r in rows]
+    batch = extractor(audio, sampling_rate=16000, return_tensors="pt", padding=True)
+    trunk, seen = model.mtqnet, {}
+    trunk.blstm.register_forward_hook(lambda module, inputs, output: seen.update(blstm=inputs[0]))
+    with torch.no_grad():
+        waveforms, lengths = batch["input_values"], batch["attention_mask"].sum(-1)
+        spectral = trunk.spectral(waveforms, lengths)
+        sinc = trunk.sinc(waveforms, spectral.shape[1]) if trunk.sinc is not None else None
+        model(**batch)
+        packed = seen["blstm"]
+        sequence = packed.data if hasattr(packed, "data") else packed  # the valid frames only
+        lstm = trunk.blstm
+        gates = sequence @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + lstm.bias_hh_l0
+    print(f"{folder}: {len(rows)} training clips (first 3 s) | mean | RMS | 99th percentile of |x|")
+    for name, values in (("spectral image", spectral), ("sinc image", sinc), ("BLSTM input", sequence),
+                         ("BLSTM gate pre-activations", gates)):
+        if values is None:
+            continue
+        values = values.flatten().float()
+        sample = values[torch.randperm(values.numel(), generator=torch.Generator().manual_seed(seed))[: 2**20]]
+        print(f"{name} | {values.mean():.3g} | {values.pow(2).mean().sqrt():.3g} | {sample.abs().quantile(0.99):.3g}")
+    print(f"gate pre-activations with |x| > 4: {(gates.abs() > 4).float().mean():.1%}")
+
+
 def subset_labels(build_dir: Path, out_dir: Path, train_clips: int, test_clips: int, seed: int) -> Path:
     """The arms' data: a seeded sample (pandas, in sampled order) of the build's training and test tables, with the
     auxiliary `snr` column (clipped SNR in units of the training sample's standard deviation)."""
@@ -162,6 +218,15 @@ def subset_labels(build_dir: Path, out_dir: Path, train_clips: int, test_clips: 
         table["snr"] = clipped[split] / clipped["train"].std()
         table.to_csv(labels_dir / f"{split}.csv", index=False)
     return labels_dir
+
+
+def scale_images(gain: float) -> None:
+    """Patch this process's model code: the spectral and sinc images times `gain` before the CNN."""
+    import modeling_mtqnet.model.modeling_mtqnet as modeling
+
+    spectral, sinc = modeling.SpectralBranch.forward, modeling.SincFilterbank.forward
+    modeling.SpectralBranch.forward = lambda self, w, n: gain * spectral(self, w, n)
+    modeling.SincFilterbank.forward = lambda self, w, t: gain * sinc(self, w, t)
 
 
 def patch_for(arm: str, labels_dir: Path) -> None:
@@ -186,6 +251,8 @@ def patch_for(arm: str, labels_dir: Path) -> None:
             return original(utterance / s, frames / s, mask, targets / s.to(targets.dtype), loss_type, delta)
 
         modeling.target_loss_sums = standardised
+    elif arm in ARM_GAINS:
+        scale_images(ARM_GAINS[arm])
     elif arm == "log":
         spectral, sinc = modeling.SpectralBranch.forward, modeling.SincFilterbank.forward
         modeling.SpectralBranch.forward = lambda self, w, n: torch.log1p(1000.0 * spectral(self, w, n))
@@ -193,15 +260,43 @@ def patch_for(arm: str, labels_dir: Path) -> None:
             lambda x: torch.sign(x) * torch.log1p(1000.0 * x.abs()))(sinc(self, w, t))
 
 
+def evaluate_shipped(labels_dir: Path, out_dir: Path) -> None:
+    """The `shipped` row: the shipped teacher, not trained again, on the arms' test clips (whole clips, one at a
+    time, as the Trainer's test metrics), written as a run's eval_results.json."""
+    import soundfile as sf
+    import torch
+
+    from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+    from modeling_mtqnet.pretrained import resolve_model
+
+    folder = resolve_model("mtqnet/teacher-pesq-stoi-sdi")
+    model = MTQNetForSpeechQualityAssessment.from_pretrained(folder).eval()
+    extractor = MTQNetFeatureExtractor.from_pretrained(folder)
+    rows = read_table(labels_dir / "test.csv")
+    with torch.no_grad():
+        predicted = np.array([model(**extractor(sf.read(r["path"], dtype="float32")[0], sampling_rate=16000,
+                                                return_tensors="pt")).logits[0].numpy() for r in rows])
+    results = {}
+    for k, target in enumerate(model.config.target_names):
+        true = np.array([to_float(r[target]) for r in rows])
+        results[f"test_{target}_lcc"], _, results[f"test_{target}_mse"] = lcc_srcc_mse(predicted[:, k], true)
+        results[f"test_{target}_bias"] = float(np.mean(predicted[:, k] - true))
+    (out_dir / "shipped").mkdir(parents=True, exist_ok=True)
+    (out_dir / "shipped" / "eval_results.json").write_text(json.dumps(results, indent=2))
+
+
 def run_arm(arm: str, labels_dir: Path, out_dir: Path, epochs: float, seed: int) -> None:
     """One arm in this process (`arms` starts a fresh process per arm, so patches never leak)."""
+    if arm == "shipped":
+        evaluate_shipped(labels_dir, out_dir)
+        return
     from modeling_mtqnet.tools.build_pretrained import TeacherRecipe, train_arguments
     from modeling_mtqnet.training.recipe import train_resuming
 
     patch_for(arm, labels_dir)
     # The last model (no noisy selection), at the base's dropout unless the arm changes it.
     recipe = dataclasses.replace(TeacherRecipe(), epochs=epochs, seed=seed, select_best_epoch=False,
-                                 dropout=0.0 if arm == "nodrop" else ARMS_BASE_DROPOUT)
+                                 dropout=0.0 if arm in ARMS_WITHOUT_DROPOUT else ARMS_BASE_DROPOUT)
     if arm == "whole":  # whole clips (the corpus's are at most max_duration_s) instead of random crops
         recipe = dataclasses.replace(recipe, max_train_duration_s=recipe.max_duration_s)
     arguments = train_arguments(recipe, labels_dir, out_dir / arm)
@@ -237,7 +332,7 @@ def arms(build_dir: Path, out_dir: Path, names: Sequence[str], train_clips: int,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["lookup", "features", "dropout", "arms", "_arm"])
+    parser.add_argument("part", choices=["lookup", "features", "dropout", "saturation", "arms", "_arm"])
     parser.add_argument("arm_name", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--build_dir", type=Path, help="a teacher build's --work_dir")
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/teacher_arms"))
@@ -246,7 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train_clips", type=int, default=3000)
     parser.add_argument("--test_clips", type=int, default=600)
     parser.add_argument("--epochs", type=float, default=4.0)
-    parser.add_argument("--clips", type=int, default=100, help="dropout: training clips to predict")
+    parser.add_argument("--clips", type=int, default=100, help="dropout, saturation: training clips to predict")
+    parser.add_argument("--model_dir", type=Path, help="saturation: a trained folder (default the shipped teacher)")
+    parser.add_argument("--gain", type=float, default=1.0, help="saturation: the image gain --model_dir was trained "
+                                                                "with (the gain arms: 0.1, 0.03)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.part == "_arm":
@@ -260,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         features(args.build_dir, args.train_clips, args.test_clips, args.seed)
     elif args.part == "dropout":
         dropout(args.build_dir, args.clips, args.seed)
+    elif args.part == "saturation":
+        saturation(args.build_dir, args.clips, args.seed, args.model_dir, args.gain)
     else:
         arms(args.build_dir, args.output_dir, args.arms, args.train_clips, args.test_clips, args.epochs, args.seed)
     return 0
