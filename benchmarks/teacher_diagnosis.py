@@ -220,13 +220,18 @@ def subset_labels(build_dir: Path, out_dir: Path, train_clips: int, test_clips: 
     return labels_dir
 
 
-def scale_images(gain: float) -> None:
-    """Patch this process's model code: the spectral and sinc images times `gain` before the CNN."""
+def transform_images(spectral_image, sinc_image) -> None:
+    """Patch this process's model code: the spectral and sinc images pass through these functions before the CNN."""
     import modeling_mtqnet.model.modeling_mtqnet as modeling
 
     spectral, sinc = modeling.SpectralBranch.forward, modeling.SincFilterbank.forward
-    modeling.SpectralBranch.forward = lambda self, w, n: gain * spectral(self, w, n)
-    modeling.SincFilterbank.forward = lambda self, w, t: gain * sinc(self, w, t)
+    modeling.SpectralBranch.forward = lambda self, w, n: spectral_image(spectral(self, w, n))
+    modeling.SincFilterbank.forward = lambda self, w, t: sinc_image(sinc(self, w, t))
+
+
+def scale_images(gain: float) -> None:
+    """The spectral and sinc images times `gain` before the CNN."""
+    transform_images(lambda x: gain * x, lambda x: gain * x)
 
 
 def patch_for(arm: str, labels_dir: Path) -> None:
@@ -254,10 +259,7 @@ def patch_for(arm: str, labels_dir: Path) -> None:
     elif arm in ARM_GAINS:
         scale_images(ARM_GAINS[arm])
     elif arm == "log":
-        spectral, sinc = modeling.SpectralBranch.forward, modeling.SincFilterbank.forward
-        modeling.SpectralBranch.forward = lambda self, w, n: torch.log1p(1000.0 * spectral(self, w, n))
-        modeling.SincFilterbank.forward = lambda self, w, t: (
-            lambda x: torch.sign(x) * torch.log1p(1000.0 * x.abs()))(sinc(self, w, t))
+        transform_images(lambda x: torch.log1p(1000.0 * x), lambda x: torch.sign(x) * torch.log1p(1000.0 * x.abs()))
 
 
 def evaluate_shipped(labels_dir: Path, out_dir: Path) -> None:
