@@ -1,4 +1,4 @@
-"""What limits the shipped teacher (`mtqnet/teacher-pesq-stoi-sdi`)? Five checks on its build folder.
+"""What limits the shipped teacher (`mtqnet/teacher-pesq-stoi-sdi`)? Six checks on its build folder.
 
 `mtqnet build-pretrained teacher-pesq-stoi-sdi --work_dir BUILD` leaves the corpus, the intrusive labels
 (BUILD/labels/{train,test}.csv) and the trained folder (BUILD/train, with predictions.csv on the test part). From them:
@@ -15,6 +15,9 @@
   saturation  activation sizes in a trained teacher (default the shipped one; `--model_dir` another) on training
             clips: the spectral and sinc images, the BLSTM's input, and the share of its gate pre-activations beyond
             +-4 (saturated: the sigmoid's gradient under 2% of its peak).
+  fit       a trained teacher (default the shipped one; `--model_dir` another) on `--clips` training clips and as many
+            test clips, whole clips both: LCC / SRCC / MSE per split. Training LCC no better than test LCC means the
+            trunk underfits what it was trained on.
   arms      short training runs of the teacher recipe on a subset (default 3,000 training clips, 4 epochs, the last
             model, 600 test clips, seed 0), one change per arm: `base` (the recipe as it was in the sixth session:
             dropout 0.3, the last model), `nodrop` (dropout 0: today's recipe), `nosinc`
@@ -24,7 +27,9 @@
             and divided by its training standard deviation, so that its loss is on the scale of the others; in dB
             it swamped them), `whole` (whole training clips, up to 6 s, instead of random 3 s crops), `gain` /
             `gain_small` (today's recipe with the spectral and sinc images times 0.1 / 0.03 before the CNN, so
-            that the BLSTM is driven less into saturation; read them against `nodrop`).
+            that the BLSTM is driven less into saturation; read them against `nodrop`), `batch8` (batch 8 instead
+            of 16: twice the steps for about the same compute), `lr_high` (learning rate 3e-3 instead of 1e-3),
+            `noframe` (the utterance loss alone, alpha 0); these three read against `nodrop` too.
             `std`, `log` and the gains are changes this script patches in for the run; the package has no such
             options. `shipped` trains nothing: the shipped teacher (8,000 training clips, 8 epochs) on the same test
             clips, for scale.
@@ -33,8 +38,9 @@
     .venv/bin/python benchmarks/teacher_diagnosis.py features --build_dir work/teacher
     .venv/bin/python benchmarks/teacher_diagnosis.py dropout --build_dir work/teacher
     .venv/bin/python benchmarks/teacher_diagnosis.py saturation --build_dir work/teacher [--model_dir DIR --gain G]
+    .venv/bin/python benchmarks/teacher_diagnosis.py fit --build_dir work/teacher --clips 600 [--model_dir DIR]
     .venv/bin/python benchmarks/teacher_diagnosis.py arms --build_dir work/teacher --output_dir outputs/teacher_arms \\
-        --arms base nodrop nosinc wide std log snr whole gain gain_small shipped
+        --arms base nodrop nosinc wide std log snr whole gain gain_small batch8 lr_high noframe shipped
 
 Run alone on the machine (2 intra-op threads); each arm prints its test LCC / MSE / bias and its wall time.
 """
@@ -61,12 +67,13 @@ def lcc(predicted: np.ndarray, true: np.ndarray) -> float:
     return lcc_srcc_mse(predicted, true)[0]  # the package's LCC (scipy's pearsonr)
 
 
-ARMS = ("base", "nodrop", "nosinc", "wide", "std", "log", "snr", "whole", "gain", "gain_small", "shipped")
+ARMS = ("base", "nodrop", "nosinc", "wide", "std", "log", "snr", "whole", "gain", "gain_small", "batch8", "lr_high",
+        "noframe", "shipped")
 # The arms' base is the teacher recipe as the arms were first run (sixth session): the `small` preset's dropout 0.3
 # and the last model. The recipe has trained without dropout since (`TeacherRecipe.dropout`): that is the `nodrop` arm.
 ARMS_BASE_DROPOUT = 0.3
 # Arms that change something else on top of today's recipe (dropout 0), to be read against `nodrop`.
-ARMS_WITHOUT_DROPOUT = ("nodrop", "gain", "gain_small")
+ARMS_WITHOUT_DROPOUT = ("nodrop", "gain", "gain_small", "batch8", "lr_high", "noframe")
 # `gain` / `gain_small`: the spectral and sinc images times this before the CNN (after the `saturation` part found
 # the BLSTM's gates mostly saturated).
 ARM_GAINS = {"gain": 0.1, "gain_small": 0.03}
@@ -262,29 +269,55 @@ def patch_for(arm: str, labels_dir: Path) -> None:
         transform_images(lambda x: torch.log1p(1000.0 * x), lambda x: torch.sign(x) * torch.log1p(1000.0 * x.abs()))
 
 
-def evaluate_shipped(labels_dir: Path, out_dir: Path) -> None:
-    """The `shipped` row: the shipped teacher, not trained again, on the arms' test clips (whole clips, one at a
-    time, as the Trainer's test metrics), written as a run's eval_results.json."""
+def predict_clips(folder: Path, rows: list[dict]) -> np.ndarray:
+    """A trained folder's predictions on whole clips, one at a time (as the Trainer's test metrics)."""
     import soundfile as sf
     import torch
 
     from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
-    from modeling_mtqnet.pretrained import resolve_model
 
-    folder = resolve_model("mtqnet/teacher-pesq-stoi-sdi")
     model = MTQNetForSpeechQualityAssessment.from_pretrained(folder).eval()
     extractor = MTQNetFeatureExtractor.from_pretrained(folder)
-    rows = read_table(labels_dir / "test.csv")
     with torch.no_grad():
-        predicted = np.array([model(**extractor(sf.read(r["path"], dtype="float32")[0], sampling_rate=16000,
-                                                return_tensors="pt")).logits[0].numpy() for r in rows])
+        return np.array([model(**extractor(sf.read(r["path"], dtype="float32")[0], sampling_rate=16000,
+                                           return_tensors="pt")).logits[0].numpy() for r in rows])
+
+
+def evaluate_shipped(labels_dir: Path, out_dir: Path) -> None:
+    """The `shipped` row: the shipped teacher, not trained again, on the arms' test clips, written as a run's
+    eval_results.json."""
+    from modeling_mtqnet.pretrained import resolve_model
+
+    rows = read_table(labels_dir / "test.csv")
+    predicted = predict_clips(resolve_model("mtqnet/teacher-pesq-stoi-sdi"), rows)
     results = {}
-    for k, target in enumerate(model.config.target_names):
+    for k, target in enumerate(PSEUDO_LABEL_TARGETS):
         true = np.array([to_float(r[target]) for r in rows])
         results[f"test_{target}_lcc"], _, results[f"test_{target}_mse"] = lcc_srcc_mse(predicted[:, k], true)
         results[f"test_{target}_bias"] = float(np.mean(predicted[:, k] - true))
     (out_dir / "shipped").mkdir(parents=True, exist_ok=True)
     (out_dir / "shipped" / "eval_results.json").write_text(json.dumps(results, indent=2))
+
+
+def fit(build_dir: Path, clips: int, seed: int, model_dir: Path | None = None) -> None:
+    """Underfitting or a generalisation gap? A trained folder (default the shipped teacher) on `clips` training clips
+    and as many test clips, whole clips both. If its training LCC is no better than its test LCC, the trunk does not
+    fit what it was trained on, and more data or held-out conditions are not what holds it back."""
+    from modeling_mtqnet.pretrained import resolve_model
+
+    folder = model_dir or resolve_model("mtqnet/teacher-pesq-stoi-sdi")
+    rng = np.random.default_rng(seed)
+    print(f"{folder}: {clips} clips per split, whole clips | " + " | ".join(f"{t} LCC / SRCC / MSE"
+                                                                        for t in PSEUDO_LABEL_TARGETS))
+    for split in ("train", "test"):
+        table = labels(build_dir, split)
+        rows = [table[i] for i in rng.choice(len(table), min(clips, len(table)), replace=False)]
+        predicted = predict_clips(folder, rows)
+        cells = []
+        for k, target in enumerate(PSEUDO_LABEL_TARGETS):
+            true = np.array([to_float(r[target]) for r in rows])
+            cells.append(" / ".join(f"{v:.3f}" for v in lcc_srcc_mse(predicted[:, k], true)))
+        print(f"{split} | " + " | ".join(cells))
 
 
 def run_arm(arm: str, labels_dir: Path, out_dir: Path, epochs: float, seed: int) -> None:
@@ -301,10 +334,16 @@ def run_arm(arm: str, labels_dir: Path, out_dir: Path, epochs: float, seed: int)
                                  dropout=0.0 if arm in ARMS_WITHOUT_DROPOUT else ARMS_BASE_DROPOUT)
     if arm == "whole":  # whole clips (the corpus's are at most max_duration_s) instead of random crops
         recipe = dataclasses.replace(recipe, max_train_duration_s=recipe.max_duration_s)
+    elif arm == "batch8":  # twice the steps for about the same compute (a CPU's cost is per clip, not per step)
+        recipe = dataclasses.replace(recipe, batch_size=recipe.batch_size // 2)
+    elif arm == "lr_high":
+        recipe = dataclasses.replace(recipe, learning_rate=3 * recipe.learning_rate)
     arguments = train_arguments(recipe, labels_dir, out_dir / arm)
     if arm == "snr":
         arguments[arguments.index("--method") + 1] = "mpl"
         arguments += ["--pseudo_label_columns", "snr"]
+    elif arm == "noframe":  # the utterance loss alone: no frame is asked to carry the clip's label by itself
+        arguments += ["--alpha", "0"]
     train_resuming(arguments, prog=f"teacher_diagnosis ({arm})")
 
 
@@ -334,7 +373,7 @@ def arms(build_dir: Path, out_dir: Path, names: Sequence[str], train_clips: int,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["lookup", "features", "dropout", "saturation", "arms", "_arm"])
+    parser.add_argument("part", choices=["lookup", "features", "dropout", "saturation", "fit", "arms", "_arm"])
     parser.add_argument("arm_name", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--build_dir", type=Path, help="a teacher build's --work_dir")
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/teacher_arms"))
@@ -343,8 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train_clips", type=int, default=3000)
     parser.add_argument("--test_clips", type=int, default=600)
     parser.add_argument("--epochs", type=float, default=4.0)
-    parser.add_argument("--clips", type=int, default=100, help="dropout, saturation: training clips to predict")
-    parser.add_argument("--model_dir", type=Path, help="saturation: a trained folder (default the shipped teacher)")
+    parser.add_argument("--clips", type=int, default=100, help="dropout, saturation, fit: clips to predict")
+    parser.add_argument("--model_dir", type=Path, help="saturation, fit: a trained folder (default the shipped "
+                                                       "teacher)")
     parser.add_argument("--gain", type=float, default=1.0, help="saturation: the image gain --model_dir was trained "
                                                                 "with (the gain arms: 0.1, 0.03)")
     parser.add_argument("--seed", type=int, default=0)
@@ -362,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dropout(args.build_dir, args.clips, args.seed)
     elif args.part == "saturation":
         saturation(args.build_dir, args.clips, args.seed, args.model_dir, args.gain)
+    elif args.part == "fit":
+        fit(args.build_dir, args.clips, args.seed, args.model_dir)
     else:
         arms(args.build_dir, args.output_dir, args.arms, args.train_clips, args.test_clips, args.epochs, args.seed)
     return 0
