@@ -8,10 +8,10 @@
             this beats the teacher, the teacher has not learnt to hear the condition.
   features  log-mel statistics (per band mean / std / 5-50-95th percentiles) of each clip + gradient boosting
             (scikit-learn), trained on a subset of the training clips: a feature-engineering baseline.
-  dropout   the shipped teacher's mean prediction on training clips (first 3 s, as trained) with dropout off (eval
-            mode, what users get) and on (train mode, mean of 4 passes), against the labels: dropout feeds the
-            heads' multiplicative attention, so a shift between the two is a train / eval mismatch (the first
-            shipped teacher had 0.3; today's has none, so its two columns agree).
+  dropout   the build's trained teacher's (BUILD/train) mean prediction on training clips (first 3 s, as trained)
+            with dropout off (eval mode, what users get) and on (train mode, mean of 4 passes), against the labels:
+            dropout feeds the heads' multiplicative attention, so a shift between the two is a train / eval mismatch
+            (the first shipped teacher had 0.3; today's has none, so its two columns agree).
   saturation  activation sizes in a trained teacher (default the shipped one; `--model_dir` another) on training
             clips: the spectral and sinc images, the BLSTM's input, and the share of its gate pre-activations beyond
             +-4 (saturated: the sigmoid's gradient under 2% of its peak).
@@ -84,6 +84,35 @@ def labels(build_dir: Path, split: str) -> list[dict]:
     return read_table(build_dir / "labels" / f"{split}.csv")
 
 
+def sample_rows(table: list[dict], clips: int, rng: np.random.Generator) -> list[dict]:
+    """`clips` rows of `table` (all of them if it has fewer), drawn without replacement."""
+    return [table[i] for i in rng.choice(len(table), min(clips, len(table)), replace=False)]
+
+
+def teacher_folder(model_dir: Path | None = None) -> Path:
+    """`model_dir`, or the shipped teacher's folder."""
+    from modeling_mtqnet.pretrained import resolve_model
+
+    return model_dir or Path(resolve_model("mtqnet/teacher-pesq-stoi-sdi"))
+
+
+def load_teacher(folder: Path):
+    """A trained folder's model (in eval mode) and feature extractor."""
+    from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+
+    return (MTQNetForSpeechQualityAssessment.from_pretrained(folder).eval(),
+            MTQNetFeatureExtractor.from_pretrained(folder))
+
+
+def target_metrics(predicted: np.ndarray, rows: list[dict]) -> dict[str, tuple[float, float, float, float]]:
+    """LCC, SRCC, MSE and bias (mean of prediction - label) per teacher target; `predicted` has one column each."""
+    metrics = {}
+    for k, target in enumerate(PSEUDO_LABEL_TARGETS):
+        true = np.array([to_float(r[target]) for r in rows])
+        metrics[target] = (*lcc_srcc_mse(predicted[:, k], true), float(np.mean(predicted[:, k] - true)))
+    return metrics
+
+
 def lookup(build_dir: Path) -> None:
     train, test = labels(build_dir, "train"), labels(build_dir, "test")
     predictions = {Path(r["audio_id"]).name: r for r in read_table(build_dir / "train" / "predictions.csv")}
@@ -143,13 +172,9 @@ def dropout(build_dir: Path, clips: int, seed: int) -> None:
     import soundfile as sf
     import torch
 
-    from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
-
     torch.manual_seed(seed)
-    model = MTQNetForSpeechQualityAssessment.from_pretrained(build_dir / "train")
-    extractor = MTQNetFeatureExtractor.from_pretrained(build_dir / "train")
-    train = labels(build_dir, "train")
-    rows = [train[i] for i in np.random.default_rng(seed).choice(len(train), clips, replace=False)]
+    model, extractor = load_teacher(build_dir / "train")
+    rows = sample_rows(labels(build_dir, "train"), clips, np.random.default_rng(seed))
     true, off, on = [], [], []
     for row in rows:
         samples, rate = sf.read(row["path"], dtype="float32")
@@ -175,15 +200,9 @@ def saturation(build_dir: Path, clips: int, seed: int, model_dir: Path | None = 
     import soundfile as sf
     import torch
 
-    from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
-    from modeling_mtqnet.pretrained import resolve_model
-
-    folder = model_dir or resolve_model("mtqnet/teacher-pesq-stoi-sdi")
-    model = MTQNetForSpeechQualityAssessment.from_pretrained(folder).eval()
-    extractor = MTQNetFeatureExtractor.from_pretrained(folder)
-    rng = np.random.default_rng(seed)
-    train = labels(build_dir, "train")
-    rows = [train[i] for i in rng.choice(len(train), min(clips, len(train)), replace=False)]
+    folder = teacher_folder(model_dir)
+    model, extractor = load_teacher(folder)
+    rows = sample_rows(labels(build_dir, "train"), clips, np.random.default_rng(seed))
     audio = [sf.read(r["path"], dtype="float32")[0][: 3 * 16000] for r in rows]
     batch = extractor(audio, sampling_rate=16000, return_tensors="pt", padding=True)
     trunk, seen = model.mtqnet, {}
@@ -274,10 +293,7 @@ def predict_clips(folder: Path, rows: list[dict]) -> np.ndarray:
     import soundfile as sf
     import torch
 
-    from modeling_mtqnet import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
-
-    model = MTQNetForSpeechQualityAssessment.from_pretrained(folder).eval()
-    extractor = MTQNetFeatureExtractor.from_pretrained(folder)
+    model, extractor = load_teacher(folder)
     with torch.no_grad():
         return np.array([model(**extractor(sf.read(r["path"], dtype="float32")[0], sampling_rate=16000,
                                            return_tensors="pt")).logits[0].numpy() for r in rows])
@@ -286,15 +302,10 @@ def predict_clips(folder: Path, rows: list[dict]) -> np.ndarray:
 def evaluate_shipped(labels_dir: Path, out_dir: Path) -> None:
     """The `shipped` row: the shipped teacher, not trained again, on the arms' test clips, written as a run's
     eval_results.json."""
-    from modeling_mtqnet.pretrained import resolve_model
-
     rows = read_table(labels_dir / "test.csv")
-    predicted = predict_clips(resolve_model("mtqnet/teacher-pesq-stoi-sdi"), rows)
     results = {}
-    for k, target in enumerate(PSEUDO_LABEL_TARGETS):
-        true = np.array([to_float(r[target]) for r in rows])
-        results[f"test_{target}_lcc"], _, results[f"test_{target}_mse"] = lcc_srcc_mse(predicted[:, k], true)
-        results[f"test_{target}_bias"] = float(np.mean(predicted[:, k] - true))
+    for target, (correlation, _, mse, bias) in target_metrics(predict_clips(teacher_folder(), rows), rows).items():
+        results.update({f"test_{target}_lcc": correlation, f"test_{target}_mse": mse, f"test_{target}_bias": bias})
     (out_dir / "shipped").mkdir(parents=True, exist_ok=True)
     (out_dir / "shipped" / "eval_results.json").write_text(json.dumps(results, indent=2))
 
@@ -303,21 +314,14 @@ def fit(build_dir: Path, clips: int, seed: int, model_dir: Path | None = None) -
     """Underfitting or a generalisation gap? A trained folder (default the shipped teacher) on `clips` training clips
     and as many test clips, whole clips both. If its training LCC is no better than its test LCC, the trunk does not
     fit what it was trained on, and more data or held-out conditions are not what holds it back."""
-    from modeling_mtqnet.pretrained import resolve_model
-
-    folder = model_dir or resolve_model("mtqnet/teacher-pesq-stoi-sdi")
+    folder = teacher_folder(model_dir)
     rng = np.random.default_rng(seed)
     print(f"{folder}: {clips} clips per split, whole clips | " + " | ".join(f"{t} LCC / SRCC / MSE"
                                                                         for t in PSEUDO_LABEL_TARGETS))
     for split in ("train", "test"):
-        table = labels(build_dir, split)
-        rows = [table[i] for i in rng.choice(len(table), min(clips, len(table)), replace=False)]
-        predicted = predict_clips(folder, rows)
-        cells = []
-        for k, target in enumerate(PSEUDO_LABEL_TARGETS):
-            true = np.array([to_float(r[target]) for r in rows])
-            cells.append(" / ".join(f"{v:.3f}" for v in lcc_srcc_mse(predicted[:, k], true)))
-        print(f"{split} | " + " | ".join(cells))
+        rows = sample_rows(labels(build_dir, split), clips, rng)
+        metrics = target_metrics(predict_clips(folder, rows), rows)
+        print(f"{split} | " + " | ".join(" / ".join(f"{v:.3f}" for v in metrics[t][:3]) for t in PSEUDO_LABEL_TARGETS))
 
 
 def run_arm(arm: str, labels_dir: Path, out_dir: Path, epochs: float, seed: int) -> None:
