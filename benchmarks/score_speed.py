@@ -1,13 +1,17 @@
-"""Throughput of `mtqnet-score` (presets small and mosa-net, fp32 and bf16) beside DNSMOS P.835 (speechmos) on the
-same files, and the bf16-against-fp32 score difference of the shipped teacher on real files.
+"""Throughput of `mtqnet-score` (presets small-distillmos, small and mosa-net, fp32 and bf16) beside DNSMOS P.835
+(speechmos) and Distill-MOS on the same files, and the bf16-against-fp32 score difference of the shipped teacher on
+real files.
 
 The script writes `--files` random-speech-like WAV files of `--duration_s` seconds, saves an untrained model per
-preset ("small" as it ships, without an SSL encoder; "mosa-net" with its WavLM-base-sized encoder; random weights:
-speed does not depend on them), and times, in this one run:
+preset ("small-distillmos" as the shipped models are built, with the pretrained Distill-MOS encoder; "small" without an
+SSL encoder; "mosa-net" with its WavLM-base-sized encoder; random weights: speed does not depend on them), and times,
+in this one run:
 - `mtqnet-score FILES --model M --output OUT.csv --dtype D` end to end (reading, resampling, scoring, writing), per
   preset, dtype and torch thread count;
 - `speechmos.dnsmos.run(audio, 16000)` on the same decoded audio (DNSMOS's ONNX models, CPU; onnxruntime picks its
-  own thread count).
+  own thread count);
+- Distill-MOS (the published model, `DistillMosForQualityScore` on the shipped encoder folder) on the same audio, one
+  file at a time at the largest thread count.
 Reported: files per second and real-time factor (processing seconds per audio second).
 
 With `--parity_dir DIR` (e.g. the test part of the teacher's corpus), the shipped teacher scores up to
@@ -36,7 +40,7 @@ from modeling_mtqnet.tables import read_table
 from modeling_mtqnet.tools.score import main as score_main
 
 SAMPLING_RATE = 16000
-PRESETS = {"small": {}, "mosa-net": {}}
+PRESETS = {"small-distillmos": {}, "small": {}, "mosa-net": {}}
 
 
 def write_files(folder: Path, count: int, duration_s: float, seed: int) -> list[Path]:
@@ -96,6 +100,19 @@ def time_dnsmos(paths: list[Path]) -> float:
     return time.perf_counter() - start
 
 
+def time_distillmos(paths: list[Path]) -> float:
+    from modeling_mtqnet.model.modeling_distillmos import DistillMosForQualityScore
+    from modeling_mtqnet.pretrained import encoder_path
+
+    model = DistillMosForQualityScore.from_pretrained(encoder_path()).eval()
+    audio = [torch.as_tensor(soundfile.read(path, dtype="float32")[0])[None] for path in paths]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for clip in audio:
+            model(clip)
+    return time.perf_counter() - start
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=16, help="number of files")
@@ -130,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
                     rows.append((f"mtqnet-score, {preset}, {dtype}", threads, seconds))
         torch.set_num_threads(max(args.threads))
         rows.append(("DNSMOS P.835 (speechmos)", "onnxruntime's", time_dnsmos(paths)))
+        rows.append(("Distill-MOS (published model)", max(args.threads), time_distillmos(paths)))
         if args.parity_dir is not None:
             real = sorted(args.parity_dir.glob("*.wav"))[: args.parity_files]
             if not real:

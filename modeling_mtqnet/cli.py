@@ -17,7 +17,7 @@ import importlib
 import sys
 from typing import Any, Sequence
 
-from .threads import free_core_threads, set_threads_from_free_cores
+from .threads import forced_threads, free_core_threads, set_threads_from_free_cores
 
 # name -> (module whose `main(argv, prog)` runs it, one line for `mtqnet --help`). A command's module is imported
 # only when it runs, so one command never pays for another's dependencies (DNSMOS, onnx, huggingface_hub uploads).
@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                     "make clean-speech and noise pools from real recordings in Debian packages"),
     "build-pretrained": ("modeling_mtqnet.tools.build_pretrained",
                          "rebuild a shipped model from nothing (data, corpus, labels, training, card)"),
+    "build-encoder": ("modeling_mtqnet.tools.build_encoder",
+                      "make the pretrained Distill-MOS encoder folder from its published weights (PyPI wheel)"),
     "tts": ("modeling_mtqnet.corpus.tts", "synthesise clean speech offline (piper or espeak-ng)"),
     "export-onnx": ("modeling_mtqnet.tools.export_onnx", "export a saved model to ONNX and check it against PyTorch"),
     "push": ("modeling_mtqnet.sharing.push", "upload a trained model folder to the Hugging Face Hub with its card"),
@@ -64,7 +66,7 @@ def run_command(name: str, argv: Sequence[str], prog: str, debug: bool = False) 
     if not any(flag in argv for flag in ("-h", "--help")):
         threads = set_threads_from_free_cores()
         cores = free_core_threads()
-        if threads is not None and threads < cores:
+        if threads is not None and threads < cores and forced_threads() is None:  # not when MTQNET_THREADS=N
             print(f"{prog}: other processes keep {cores - threads} of {cores} cores busy: using {threads} "
                   f"thread{'s' if threads > 1 else ''} (MTQNET_THREADS=all to use every core)", file=sys.stderr)
     try:

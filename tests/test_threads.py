@@ -18,9 +18,53 @@ def test_free_cores_rule():
 def test_busy_cores_reads_proc_stat(monkeypatch):
     samples = iter([(100.0, 1000.0), (150.0, 1100.0)])  # half of all CPU time busy over the sample
     monkeypatch.setattr(threads, "cpu_times", lambda: next(samples))
+    monkeypatch.setattr(threads, "own_cpu_seconds", lambda: 7.0)  # this process slept meanwhile
     monkeypatch.setattr(threads.time, "sleep", lambda seconds: None)
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
     assert threads.busy_cores() == 2.0
+
+
+def test_busy_cores_between_leaves_out_this_processs_own_use(monkeypatch):
+    """During training the job itself keeps cores busy: only the rest counts as other processes' load."""
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    before = threads.CpuSample(busy=0.0, total=0.0, own_s=0.0, wall_s=0.0)
+    # 10 s: both cores busy all the time, 1 core's worth of it this process (one thread): another process had 1.
+    assert threads.busy_cores_between(before, threads.CpuSample(2000.0, 2000.0, 10.0, 10.0)) == 1.0
+    # This process's two threads kept both cores busy: nobody else.
+    assert threads.busy_cores_between(before, threads.CpuSample(2000.0, 2000.0, 20.0, 10.0)) == 0.0
+    assert threads.busy_cores_between(before, before) is None  # no time passed
+
+
+def test_a_long_job_looks_again_and_takes_back_cores_freed_after_its_start(monkeypatch):
+    """The issue's case: started while another process was busy for a moment (one thread of two), the job goes back
+    to two threads once a window of `every_s` shows the machine free, and to one when the other process returns."""
+    before = torch.get_num_threads()
+    monkeypatch.delenv("MTQNET_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "free_core_threads", lambda cores=None, busy=None: max(1, 2 - int((busy or 0) + 0.5)))
+    clock = {"now": 0.0}
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock["now"])
+    # (busy, total) jiffies of 2 cores at 100 per second, and this process's CPU seconds, at each moment asked.
+    machine = {0.0: ((0.0, 0.0), 0.0), 30.0: ((3000.0, 6000.0), 30.0), 60.0: ((9000.0, 12000.0), 90.0),
+               90.0: ((15000.0, 18000.0), 120.0)}
+    monkeypatch.setattr(threads, "cpu_times", lambda: machine[clock["now"]][0])
+    monkeypatch.setattr(threads, "own_cpu_seconds", lambda: machine[clock["now"]][1])
+    try:
+        torch.set_num_threads(1)  # what the start-up choice picked beside the momentary load
+        watch = threads.FreeCoreWatch(every_s=30.0)
+        clock["now"] = 10.0
+        assert watch.revisit() is None  # too soon to look again
+        clock["now"] = 30.0  # 30 s: this process used 1 core, the machine 1 core: nobody else
+        assert watch.revisit() == 2 and torch.get_num_threads() == 2 and watch.busy == 0.0
+        clock["now"] = 60.0  # 30 s: both cores busy, this process 2 threads used 2 cores: still nobody else
+        assert watch.revisit() is None and torch.get_num_threads() == 2
+        clock["now"] = 90.0  # 30 s: both cores busy, this process got 1 core's worth: another process is back
+        assert watch.revisit() == 1 and torch.get_num_threads() == 1 and watch.busy == 1.0
+        monkeypatch.setenv("MTQNET_THREADS", "2")  # the user chose: the watch never changes the count
+        assert threads.FreeCoreWatch(every_s=0.0).revisit() is None
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_user_chooses_first(monkeypatch):
@@ -54,5 +98,8 @@ def test_commands_say_when_they_leave_busy_cores_alone(monkeypatch, capsys):
         error = capsys.readouterr().err
         assert "other processes keep 1 of 2 cores busy: using 1 thread" in error
         assert torch.get_num_threads() == 1
+        monkeypatch.setenv("MTQNET_THREADS", "1")  # the user's own count: no claim about other processes
+        assert cli.main(["annotate", "--input", "missing.csv", "--output", "out.csv", "--teacher", "nobody"]) == 2
+        assert "other processes" not in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .configuration_distillmos import DistillMosEncoderConfig
+
 PRIMARY_TARGETS = ("s_mos", "n_mos", "g_mos")
 AUXILIARY_TARGETS = ("pesq", "stoi", "sdi")
 ACTIVATIONS = ("linear", "sigmoid")
@@ -88,6 +90,18 @@ def tiny_ssl_config(norm: str = "group") -> dict[str, Any]:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
+    # The shipped models' trunk: `small`'s CNN and BLSTM with the pretrained Distill-MOS encoder as SSL branch, frozen
+    # (its weights: `load_ssl_weights("distillmos")`, from the folder `mtqnet build-encoder` makes).
+    "small-distillmos": {
+        "ssl_config": {"model_type": DistillMosEncoderConfig.model_type},
+        "freeze_ssl": True,
+        "cnn_channels": [8, 16, 32, 32],
+        "lstm_hidden_size": 64,
+        "dense_size": 64,
+        "ssl_projection_size": 128,
+        "sinc_num_filters": 257,
+        "fusion_mode": "aligned",
+    },
     # The sizes of the MOSA-Net reference, with a WavLM-base-sized encoder (random weights until
     # `load_ssl_weights("microsoft/wavlm-base-plus")`).
     "mosa-net": {
@@ -119,7 +133,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 class MTQNetConfig(PreTrainedConfig):
     r"""Configuration of an MTQ-Net speech quality model ([`MTQNetForSpeechQualityAssessment`]).
 
-    Presets: `MTQNetConfig.from_preset("mosa-net" | "small" | "tiny", **overrides)`.
+    Presets: `MTQNetConfig.from_preset("mosa-net" | "small" | "small-distillmos" | "tiny", **overrides)`.
 
     Args:
         sampling_rate (`int`, defaults to 16000):
@@ -153,7 +167,8 @@ class MTQNetConfig(PreTrainedConfig):
         sinc_trainable (`bool`, defaults to `True`): train the band edges (the Keras reference never did; the paper
             calls the filterbank learnable).
         ssl_config (`dict` or `PreTrainedConfig`, *optional*):
-            Config of a transformers audio encoder (WavLM, HuBERT, wav2vec2...) built with `AutoModel.from_config`;
+            Config of a transformers audio encoder (WavLM, HuBERT, wav2vec2...) or of the Distill-MOS encoder
+            (`DistillMosEncoderConfig`, model type `distillmos_encoder`), built with `AutoModel.from_config`;
             `None` for no SSL branch. Pretrained weights are loaded separately with
             [`~MTQNetModel.load_ssl_weights`].
         ssl_layer (`str` or `int`, defaults to `"last"`):
@@ -294,9 +309,10 @@ class MTQNetConfig(PreTrainedConfig):
     def one_pass_limit_s(self) -> float:
         """Longest clip (seconds) scored in one pass in bounded memory: `max_duration_s`, lowered for an SSL encoder
         to the length whose self-attention fits `ONE_PASS_ATTENTION_BUDGET_BYTES` (WavLM-base: 52 s). Without an
-        SSL encoder every layer's memory grows linearly with the clip."""
+        SSL encoder, or with one that attends within fixed windows (Distill-MOS), every layer's memory grows linearly
+        with the clip."""
         limit = float(self.max_duration_s)
-        if self.ssl_config is not None:
+        if self.ssl_config is not None and getattr(self.ssl_config, "attention_spans_clip", True):
             stride = ssl_frame_geometry(self.ssl_config)[0]
             heads = int(getattr(self.ssl_config, "num_attention_heads", 1) or 1)
             frames = math.sqrt(ONE_PASS_ATTENTION_BUDGET_BYTES / (SSL_ATTENTION_BYTES_PER_SCORE * heads))
@@ -305,7 +321,8 @@ class MTQNetConfig(PreTrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "MTQNetConfig":
-        """Build a config from a named preset (`"mosa-net"`, `"small"`, `"tiny"`), with any field overridden."""
+        """Build a config from a named preset (`"mosa-net"`, `"small"`, `"small-distillmos"`, `"tiny"`), with any field
+        overridden."""
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         values = {**PRESETS[name], **overrides}
@@ -339,8 +356,11 @@ def ssl_frame_geometry(ssl_config: Any) -> tuple[int, int]:
     """(stride, receptive field) in samples of one SSL frame, from the conv front-end's kernels and strides.
 
     wav2vec2 / WavLM / HuBERT: (320, 400), i.e. 20 ms frames each seeing 25 ms. Encoders without such a front-end
-    are taken as 20 ms / 25 ms at 16 kHz.
+    are taken as 20 ms / 25 ms at 16 kHz. An encoder config that states its own `frame_stride` and
+    `frame_centre_offset` (Distill-MOS: 320 and 80) gives (stride, 2 * offset + 1): the span whose centre is frame 0's.
     """
+    if hasattr(ssl_config, "frame_stride") and hasattr(ssl_config, "frame_centre_offset"):
+        return int(ssl_config.frame_stride), int(2 * ssl_config.frame_centre_offset + 1)
     kernels = getattr(ssl_config, "conv_kernel", None) or [400]
     strides = getattr(ssl_config, "conv_stride", None) or [320]
     field, jump = 1, 1

@@ -30,6 +30,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_mtqnet import MTQNetConfig, ssl_frame_geometry
+from .modeling_distillmos import DistillMosEncoder
 from .wavlm_attention import use_blockwise_wavlm_attention
 
 # Frame sections of "time" fusion, as recorded in `frame_sections`.
@@ -606,9 +607,18 @@ class MTQNetPreTrainedModel(PreTrainedModel):
             shutil.copyfile(os.path.join(package_dir, name), os.path.join(save_directory, name))
 
 
+def build_ssl_encoder(ssl_config: Any) -> nn.Module:
+    """The SSL encoder `ssl_config` describes: the Distill-MOS encoder for its model type, else the transformers
+    model `AutoModel.from_config` builds (WavLM, HuBERT, wav2vec2...). Chosen by model type rather than through the
+    Auto registry: a folder loaded with remote code defines its own copy of the encoder's config class."""
+    if getattr(ssl_config, "model_type", None) == DistillMosEncoder.config_class.model_type:
+        return DistillMosEncoder(ssl_config)
+    return AutoModel.from_config(ssl_config)
+
+
 CODE_FILES = (
     "configuration_mtqnet.py", "feature_extraction_mtqnet.py", "modeling_mtqnet.py", "pipeline_mtqnet.py",
-    "wavlm_attention.py",
+    "wavlm_attention.py", "configuration_distillmos.py", "modeling_distillmos.py",
 )
 
 
@@ -621,7 +631,7 @@ class MTQNetModel(MTQNetPreTrainedModel):
         self.sinc = SincFilterbank(config) if config.use_sinc else None
         self.fusion = FUSION_MODULES[config.fusion_mode](config)
         self.cnn = MTQNetCNN(config, in_channels=self.fusion.cnn_channels)
-        self.ssl_encoder = AutoModel.from_config(config.ssl_config) if config.ssl_config is not None else None
+        self.ssl_encoder = build_ssl_encoder(config.ssl_config) if config.ssl_config is not None else None
         if self.ssl_encoder is not None:
             # A WavLM encoder's attention in memory linear in the clip's length (same weights, same outputs).
             use_blockwise_wavlm_attention(self.ssl_encoder)
@@ -658,7 +668,7 @@ class MTQNetModel(MTQNetPreTrainedModel):
         encoder built from `config.ssl_config`. Kept out of `__init__` so that `from_pretrained` of MTQ-Net works."""
         if self.ssl_encoder is None:
             raise ValueError("This model has no SSL encoder (config.ssl_config is None)")
-        pretrained = AutoModel.from_pretrained(name_or_path, **kwargs)
+        pretrained = type(self.ssl_encoder).from_pretrained(name_or_path, **kwargs)
         missing, unexpected = self.ssl_encoder.load_state_dict(pretrained.state_dict(), strict=False)
         if missing:
             raise ValueError(

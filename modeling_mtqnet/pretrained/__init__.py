@@ -31,6 +31,33 @@ SHIPPED: dict[str, str] = {
 }
 
 
+#: The pretrained encoder shipped with the package (`mtqnet build-encoder` makes its folder from the published
+#: Distill-MOS weights): MTQ-Net's SSL branch, `--ssl_model distillmos`. Not an MTQ-Net model: it has no short name
+#: in SHIPPED and the scoring commands do not take it.
+SHIPPED_ENCODER = "mtqnet/distillmos"
+#: The names `--ssl_model` (and `load_ssl_weights`) take for it.
+ENCODER_NAMES = ("distillmos", SHIPPED_ENCODER)
+#: The encoder weights a preset's SSL branch loads when training starts from it (`mtqnet train --preset`).
+PRESET_SSL_MODELS = {"small-distillmos": "distillmos"}
+
+
+def encoder_path() -> Path:
+    """The shipped Distill-MOS encoder folder; a ValueError saying how to make it when it has no weights."""
+    folder = PRETRAINED_DIR / folder_name(SHIPPED_ENCODER)
+    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
+        raise ValueError(f"The Distill-MOS encoder has no weights in {folder}; make them with `mtqnet build-encoder`")
+    return folder
+
+
+def resolve_ssl_model(name_or_path: str | os.PathLike) -> str:
+    """The shipped encoder's folder for `distillmos` / `mtqnet/distillmos`; anything else (a folder, a Hub id)
+    unchanged. A local folder of that name wins, as in transformers."""
+    name = os.fspath(name_or_path)
+    if name in ENCODER_NAMES and not Path(name).is_dir():
+        return str(encoder_path())
+    return name
+
+
 #: The MPL teacher shipped with the package. `mtqnet train` starts a student from its trunk by default
 #: (`--method mpl_kt`), and the demo uses it unless told to train one.
 SHIPPED_TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
@@ -39,11 +66,14 @@ SHIPPED_TEACHER_PRESET = "small"
 
 
 def shipped_teacher_fits(preset: str, ssl_model: str | None = None, fusion_mode: str | None = None) -> bool:
-    """Whether a student of `preset`, SSL encoder `ssl_model` (None or "none": no SSL branch) and `fusion_mode`
-    (None: the preset's) is built like the shipped teacher's trunk, so that `load_trunk_from` can take it."""
+    """Whether a student of `preset`, SSL encoder `ssl_model` (None: the preset's; "none": no SSL branch) and
+    `fusion_mode` (None: the preset's) is built like the shipped teacher's trunk, so that `load_trunk_from` can take
+    it."""
     teacher_fusion = PRESETS[SHIPPED_TEACHER_PRESET].get("fusion_mode")
-    return (preset == SHIPPED_TEACHER_PRESET and ssl_model in (None, "none")
-            and fusion_mode in (None, teacher_fusion))
+    teacher_ssl = PRESET_SSL_MODELS.get(SHIPPED_TEACHER_PRESET, "none")
+    chosen_ssl = ssl_model or PRESET_SSL_MODELS.get(preset, "none")
+    same_ssl = chosen_ssl == teacher_ssl or {chosen_ssl, teacher_ssl} <= set(ENCODER_NAMES)
+    return preset == SHIPPED_TEACHER_PRESET and same_ssl and fusion_mode in (None, teacher_fusion)
 
 
 def folder_name(short_name: str) -> str:
@@ -77,5 +107,5 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     return name
 
 
-__all__ = ["PRETRAINED_DIR", "SHIPPED", "SHIPPED_TEACHER", "SHIPPED_TEACHER_PRESET", "folder_name", "is_short_name",
+__all__ = ["ENCODER_NAMES", "PRESET_SSL_MODELS", "PRETRAINED_DIR", "SHIPPED", "SHIPPED_ENCODER", "encoder_path", "resolve_ssl_model", "SHIPPED_TEACHER", "SHIPPED_TEACHER_PRESET", "folder_name", "is_short_name",
            "pretrained_path", "resolve_model", "shipped_teacher_fits"]

@@ -61,14 +61,20 @@ class TeacherRecipe:
         test_noises / test_systems: held out: only in the test part, never in training.
         test_fraction: share of clips (and of speakers) in the test part.
         level_jitter_db: active speech level -26 dB +- this.
-        preset: model size (no SSL encoder: none can be fetched here).
+        preset: model size: `small-distillmos`, the `small` CNN and BLSTM with the pretrained Distill-MOS encoder
+            (frozen) as SSL branch.
+        ssl_model: `mtqnet train --ssl_model`: `distillmos`, the encoder folder `mtqnet build-encoder` makes.
+        train_clips: at most this many training clips drawn (seeded) from the corpus's train part, the only ones
+            labelled and trained on; None: all. The frozen encoder's features of every clip are computed once (whole clips: no random
+            crops), about 0.2 s a clip on 2 cores.
         dropout: dropout after the trunk's dense layer. 0: with the reference's 0.3 the heads' multiplicative
             attention saw other activations in training than at inference and the shipped SDI read +0.30 high
             (benchmarks/README.md, "Teacher: what limits it").
         epochs, batch_size, learning_rate: training schedule (cosine decay, 5% warm-up).
         select_best_epoch: keep the epoch with the best validation LCC instead of the last one. Off: validation
             holds a few whole speakers and its LCC swings by 0.1 between epochs, so it picked early, worse epochs.
-        max_train_duration_s: training clips are randomly cropped to this (evaluation uses whole clips).
+        max_train_duration_s: training clips are randomly cropped to this (evaluation uses whole clips); None: whole
+            clips (a cached frozen encoder needs them).
         validation_split: share of training speakers held out whole for model selection.
         seed: one seed for pool order, corpus, split and training.
     """
@@ -82,12 +88,14 @@ class TeacherRecipe:
     test_systems: tuple[str, ...] = ("ffmpeg_afftdn", "mp3", "clipping")
     test_fraction: float = 0.2
     level_jitter_db: float = 6.0
-    preset: str = "small"
+    preset: str = "small-distillmos"
+    ssl_model: str = "distillmos"
+    train_clips: int | None = 4000
     dropout: float = 0.0
-    epochs: float = 8.0
+    epochs: float = 4.0
     batch_size: int = 16
     learning_rate: float = 1e-3
-    max_train_duration_s: float = 3.0
+    max_train_duration_s: float | None = None
     select_best_epoch: bool = False
     validation_split: float = 0.1
     seed: int = 0
@@ -214,15 +222,33 @@ def label_tables(manifest: Path, labelled: Path, languages: dict[str, str], out_
     return {"train": len(kept["train"]), "test": len(kept["test"]), "failed": failed}
 
 
+def clips_to_label(recipe: TeacherRecipe, manifest: Path, labels_dir: Path) -> Path:
+    """The clips the teacher's labels stage annotates: the whole corpus manifest, or with `recipe.train_clips` a table
+    (labels/to_label.csv, paths absolute) of at most that many train rows drawn with the recipe's seed and every test
+    row, in manifest order. Labelling only what is trained on saves most of the intrusive labels' time."""
+    if recipe.train_clips is None:
+        return manifest
+    table = labels_dir / "to_label.csv"
+    if not table.is_file():
+        rows = read_table(manifest)
+        train = [index for index, row in enumerate(rows) if row["split"] == "train"]
+        drawn = {train[i] for i in np.random.default_rng([recipe.seed, 11]).permutation(len(train))[:recipe.train_clips]}
+        kept = [located_row(row, manifest.parent, {}) for index, row in enumerate(rows)
+                if row["split"] != "train" or index in drawn]
+        labels_dir.mkdir(parents=True, exist_ok=True)
+        write_table(table, kept, columns_of(kept))
+    return table
+
+
 def train_arguments(recipe: TeacherRecipe, labels_dir: Path, output_dir: Path) -> list[str]:
     from ..training.recipe import KEEP_BEST_VALIDATION_LCC
 
+    crop = [] if recipe.max_train_duration_s is None else ["--max_train_duration_s", str(recipe.max_train_duration_s)]
     return [
         "--train_file", str(labels_dir / "train.csv"), "--test_file", str(labels_dir / "test.csv"),
         "--output_dir", str(output_dir), "--preset", recipe.preset, "--method", "scratch",
-        "--target_columns", *PSEUDO_LABEL_TARGETS, "--ssl_model", "none",
-        "--group_column", "speaker", "--validation_split", str(recipe.validation_split),
-        "--max_train_duration_s", str(recipe.max_train_duration_s),
+        "--target_columns", *PSEUDO_LABEL_TARGETS, "--ssl_model", recipe.ssl_model,
+        "--group_column", "speaker", "--validation_split", str(recipe.validation_split), *crop,
         "--num_train_epochs", str(recipe.epochs), "--per_device_train_batch_size", str(recipe.batch_size),
         "--per_device_eval_batch_size", "16", "--learning_rate", str(recipe.learning_rate),
         "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05", "--seed", str(recipe.seed),
@@ -481,9 +507,10 @@ def build_teacher(work_dir: Path, recipe: TeacherRecipe, *, packages_dir: Path |
     languages = speaker_languages(pool_dir)
 
     def labels() -> None:
-        annotate_file(str(corpus_dir / "manifest.csv"), str(labels_dir / "intrusive.csv"),
+        to_label = clips_to_label(recipe, corpus_dir / "manifest.csv", labels_dir)
+        annotate_file(str(to_label), str(labels_dir / "intrusive.csv"),
                       IntrusiveTeacher("path", "clean_path"), shard_size=1000, batch_size=16, num_proc=workers)
-        counts = label_tables(corpus_dir / "manifest.csv", labels_dir / "intrusive.csv", languages, labels_dir)
+        counts = label_tables(to_label, labels_dir / "intrusive.csv", languages, labels_dir)
         (labels_dir / "counts.json").write_text(json.dumps(counts))
 
     state.run("labels", labels)
@@ -537,6 +564,8 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "mtqnet build-pret
     teacher = parser.add_argument_group("teacher-pesq-stoi-sdi")
     teacher.add_argument("--epochs", type=float, default=defaults.epochs, help="training epochs (default %(default)s)")
     teacher.add_argument("--preset", default=defaults.preset, help="model size (default %(default)s)")
+    teacher.add_argument("--train_clips", type=int, default=defaults.train_clips,
+                         help="training clips drawn from the corpus's train part (default %(default)s)")
     small = parser.add_argument_group("small-p835")
     small.add_argument("--pool", type=int, default=student.pool, help="training clips drawn (default %(default)s)")
     small.add_argument("--labelled", type=int, default=student.labelled,
@@ -558,6 +587,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtqnet build-pretrained
 
     args = parse_args(argv, prog)
     recipe = dataclasses.replace(TeacherRecipe(), count=args.count, epochs=args.epochs, preset=args.preset,
+                                 train_clips=args.train_clips,
                                  test_noises=tuple(args.test_noises), test_systems=tuple(args.test_systems),
                                  systems=tuple(args.systems), seed=args.seed)
     where = dict(packages_dir=args.packages_dir, clean_dir=args.clean_dir, noise_dir=args.noise_dir,
@@ -565,7 +595,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtqnet build-pretrained
                  short_name=f"mtqnet/{args.name}")
     if args.name == "small-p835":
         # The student's corpus is the teacher's (its training settings do not matter here).
-        corpus = dataclasses.replace(recipe, epochs=TeacherRecipe.epochs, preset=TeacherRecipe.preset)
+        corpus = dataclasses.replace(recipe, epochs=TeacherRecipe.epochs, preset=TeacherRecipe.preset,
+                                     train_clips=TeacherRecipe.train_clips)
         build_student(args.work_dir, StudentRecipe(corpus=corpus, pool=args.pool, labelled=args.labelled,
                                                    validation=args.validation, test=args.test, steps=args.steps,
                                                    seed=args.seed), **where)

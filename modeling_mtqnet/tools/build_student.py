@@ -57,25 +57,29 @@ class StudentRecipe:
         method: `mtqnet train --method`: `mpl_kt`, the trunk started from the teacher's and its pseudo labels on the
             pool, as the label-efficiency study recommends (the first shipped weights were `mpl`, natural mix).
         labelled_batch_share: `mtqnet train --labelled_batch_share` (its default: at least half of each epoch's
-            draws are labelled clips; 1,200 of the 2,900 training clips are).
-        steps, batch_size, learning_rate, max_train_duration_s: training schedule (cosine, 5% warm-up, random crops).
+            draws are labelled clips; 600 of the 1,900 training clips are).
+        preset, ssl_model: `small-distillmos` with the frozen pretrained Distill-MOS encoder, as the teacher.
+        steps, batch_size, learning_rate: training schedule (cosine, 5% warm-up).
+        max_train_duration_s: random crops of the training clips; None: whole clips (a cached frozen encoder's
+            features belong to whole clips).
         evaluations: validation passes during training (the best mean LCC is kept).
         seed: parts, training.
     """
 
     corpus: TeacherRecipe = TeacherRecipe()
-    pool: int = 3000
-    labelled: int = 1200
+    pool: int = 2000
+    labelled: int = 600
     validation: int = 100
     test: int = 300
     teacher: str = SHIPPED_TEACHER
     method: str = "mpl_kt"
     labelled_batch_share: float = DEFAULT_LABELLED_BATCH_SHARE
-    preset: str = "small"
-    steps: int = 1200
+    preset: str = "small-distillmos"
+    ssl_model: str = "distillmos"
+    steps: int = 800
     batch_size: int = 16
     learning_rate: float = 1e-3
-    max_train_duration_s: float = 3.0
+    max_train_duration_s: float | None = None
     evaluations: int = 6
     seed: int = 0
 
@@ -166,7 +170,8 @@ def evaluation_tables(folder: Path, parts: dict, labels: dict) -> dict[str, Path
 
 
 def student_arguments(method: str, train_file: Path, tables: dict[str, Path], output: Path, *, preset: str,
-                      steps: int, batch_size: int, learning_rate: float, crop_s: float, seed: int, evaluations: int,
+                      steps: int, batch_size: int, learning_rate: float, crop_s: float | None, seed: int,
+                      evaluations: int, ssl_model: str = "none",
                       teacher: str = SHIPPED_TEACHER, labelled_batch_share: float | None = None,
                       extra: Sequence[str] = ()) -> list[str]:
     """`mtqnet train`'s command line for an S/N/G student (`method`: scratch, kt, mpl, mpl_kt)."""
@@ -174,8 +179,8 @@ def student_arguments(method: str, train_file: Path, tables: dict[str, Path], ou
     arguments = [
         "--train_file", str(train_file), "--validation_file", str(tables["validation"]),
         "--test_file", str(tables["test"]), "--output_dir", str(output), "--preset", preset, "--method", method,
-        "--target_columns", *PRIMARY_TARGETS, "--pseudo_label_columns", *PSEUDO_LABEL_TARGETS, "--ssl_model", "none",
-        "--max_train_duration_s", str(crop_s), "--max_steps", str(steps),
+        "--target_columns", *PRIMARY_TARGETS, "--pseudo_label_columns", *PSEUDO_LABEL_TARGETS, "--ssl_model", ssl_model,
+        *([] if crop_s is None else ["--max_train_duration_s", str(crop_s)]), "--max_steps", str(steps),
         "--per_device_train_batch_size", str(batch_size), "--per_device_eval_batch_size", "16",
         "--learning_rate", str(learning_rate), "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
         "--seed", str(seed), "--data_seed", str(seed), "--eval_strategy", "steps", "--eval_steps",
@@ -236,7 +241,7 @@ def build_student(work_dir: Path, recipe: StudentRecipe, *, packages_dir: Path |
         recipe.method, train_file, {"validation": tables_dir / "validation.csv", "test": tables_dir / "test.csv"},
         train_dir, preset=recipe.preset, steps=recipe.steps, batch_size=recipe.batch_size,
         learning_rate=recipe.learning_rate, crop_s=recipe.max_train_duration_s, seed=recipe.seed,
-        evaluations=recipe.evaluations, teacher=recipe.teacher, labelled_batch_share=recipe.labelled_batch_share),
+        evaluations=recipe.evaluations, ssl_model=recipe.ssl_model, teacher=recipe.teacher, labelled_batch_share=recipe.labelled_batch_share),
         prog="mtqnet build-pretrained (train)"))
 
     corpus_config = json.loads((corpus_dir / "corpus_info.json").read_text())["config"]

@@ -86,8 +86,7 @@ class DemoSize:
     seeds: tuple[int, ...]  # training seeds of every student method (`--seeds` overrides)
     teacher_fraction: float = 0.5  # with --train_teacher: share of the training part's source recordings
     teacher_epochs: int = 10  # with --train_teacher
-    batch_size: int = 8
-    learning_rate: float = 1e-3
+    batch_size: int = 8  # the schedule is `mtqnet train`'s default, the recipe's (training/arguments.py)
     scored_files: int = 4
     bootstrap_rounds: int = 1000
 
@@ -240,11 +239,11 @@ def train_arguments(args: argparse.Namespace, size: DemoSize, output_dir: Path, 
         "--preset", args.preset, "--method", method, "--target_columns", *targets,
         "--pseudo_label_columns", *PSEUDO_LABEL_TARGETS, *schedule,
         "--per_device_train_batch_size", str(size.batch_size), "--per_device_eval_batch_size", str(size.batch_size),
-        "--learning_rate", str(size.learning_rate), "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
         "--seed", str(seed), "--data_seed", str(seed), "--save_total_limit", "1",
         *KEEP_BEST_VALIDATION_LCC,
         "--logging_steps", "10", "--report_to", "none", "--skip_bad_files", "--dataloader_pin_memory", "false",
-        "--ssl_model", args.ssl_model or "none",
+        # Without --ssl_model the preset's encoder stands (small-distillmos: the shipped Distill-MOS encoder).
+        *(["--ssl_model", args.ssl_model] if args.ssl_model else []),
     ]
     if validation_file is not None:
         arguments += ["--validation_file", str(validation_file)]
@@ -485,6 +484,7 @@ def teacher_metrics(paths) -> dict[str, float]:
 
 
 def stage_report(args, size, paths) -> None:
+    from ..training.arguments import describe_recipe_schedule
     from ..training.reporting import results_table
     from ..vocabulary import display_name
 
@@ -544,7 +544,7 @@ def stage_report(args, size, paths) -> None:
         "labels where they exist, drawn so that at least half of each epoch's clips are labelled ones "
         "(`--labelled_batch_share 0.5`, the default). KT and MPL + KT start from the teacher's trunk, scratch and MPL "
         f"from a random one. Same budget for all: {size.student_steps} optimiser steps of batch {size.batch_size}, "
-        f"learning rate {size.learning_rate:g} (cosine), Huber delta 1, alpha 1; the checkpoint with the best "
+        f"{describe_recipe_schedule()}, Huber delta 1, alpha 1; the checkpoint with the best "
         f"validation LCC (mean over the primary targets) of {size.evaluations} is kept. Seeds "
         f"{', '.join(map(str, args.seeds))} (initialisation and batch order; the data is the same for every seed).",
         f"- SSL encoder: {args.ssl_model or 'none (the offline default)'}.", "",
@@ -723,11 +723,12 @@ def parse_args(argv: Sequence[str] | None = None, prog: str | None = "mtqnet dem
     parser.add_argument("--train_teacher", action="store_true",
                         help=f"train the teacher on this corpus instead of using the shipped {SHIPPED_TEACHER}")
     parser.add_argument("--ssl_model", default=None,
-                        help="SSL encoder for the students (and a teacher trained here): a Hub name "
-                             "(microsoft/wavlm-base-plus) or a local folder; default none (offline)")
+                        help="SSL encoder for the students (and a teacher trained here): distillmos, a Hub name "
+                             "(microsoft/wavlm-base-plus), a local folder or none; default: the preset's")
     parser.add_argument("--freeze_ssl", action="store_true", help="keep the SSL encoder fixed")
-    parser.add_argument("--preset", default="small", help="model size for the students (and a teacher trained here; "
-                                                          "default small, the shipped teacher's)")
+    parser.add_argument("--preset", default=SHIPPED_TEACHER_PRESET,
+                        help="model size for the students (and a teacher trained here; default %(default)s, the "
+                             "shipped teacher's)")
     parser.add_argument("--overwrite", action="store_true", help="delete an earlier demo run in --output_dir first")
     args = parser.parse_args(argv)
     if len(set(args.seeds or ())) != len(args.seeds or ()):
@@ -735,8 +736,8 @@ def parse_args(argv: Sequence[str] | None = None, prog: str | None = "mtqnet dem
     uses_trunk = sorted(set(args.methods) & set(TEACHER_TRUNK_METHODS))
     if uses_trunk and not args.train_teacher and not shipped_teacher_fits(args.preset, args.ssl_model):
         parser.error(f"--methods {' '.join(uses_trunk)} (default: {' '.join(DEFAULT_METHODS)}) take the teacher's "
-                     f"trunk, and the shipped teacher's is `{SHIPPED_TEACHER_PRESET}` without SSL: with --ssl_model or "
-                     "another --preset add --train_teacher, or choose --methods without kt / mpl_kt")
+                     f"trunk, and the shipped teacher's is `{SHIPPED_TEACHER_PRESET}` with its preset's encoder: with "
+                     "another --ssl_model or --preset add --train_teacher, or choose --methods without kt / mpl_kt")
     return args
 
 

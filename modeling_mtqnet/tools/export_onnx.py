@@ -184,7 +184,7 @@ def export(
     except Exception as error:
         encoder = model.mtqnet.ssl_encoder
         hint = (
-            f" The model's SSL encoder is a {type(encoder).__name__}; WavLM, HuBERT and wav2vec2 are known to export."
+            f" The model's SSL encoder is a {type(encoder).__name__}; WavLM, HuBERT, wav2vec2 and Distill-MOS are known to export."
             if encoder is not None
             else ""
         )

@@ -13,8 +13,11 @@ no --ssl_model, the preset's fusion); mpl otherwise, and when continuing a saved
 Example (`mtqnet train` and `python train.py` are the same command):
   mtqnet train --train_file data/train.csv --test_file data/test.csv --output_dir out/mtqnet \\
       --preset small --method mpl_kt --target_columns s_mos n_mos g_mos --pseudo_label_columns pesq stoi sdi \\
-      --num_train_epochs 30 --per_device_train_batch_size 8 --learning_rate 1e-4 --bf16
+      --num_train_epochs 30 --per_device_train_batch_size 8 --bf16
 
+The schedule defaults to the recipe every shipped model was trained with: learning rate 1e-3, cosine decay, 5%
+warm-up (training/arguments.py); --learning_rate, --lr_scheduler_type and --warmup_steps change it. A target whose
+validation or test LCC ends below 0.2 is named in a warning, in the log and under the table in results.md.
 A teacher (MOSA-Net) is this command with --method scratch, --target_columns pesq stoi sdi and no pseudo labels.
 Arguments may also come from a .json or .yaml file given as the only argument. Every TrainingArguments option
 (--max_steps, --eval_strategy, --gradient_accumulation_steps, --resume_from_checkpoint, ...) is accepted.
@@ -22,7 +25,6 @@ Arguments may also come from a .json or .yaml file given as the only argument. E
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -44,7 +46,15 @@ from transformers import (
 from ..model.configuration_mtqnet import PRESETS, MTQNetConfig
 from ..model.feature_extraction_mtqnet import MTQNetFeatureExtractor
 from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
-from ..pretrained import SHIPPED_TEACHER, SHIPPED_TEACHER_PRESET, resolve_model, shipped_teacher_fits
+from ..pretrained import (
+    ENCODER_NAMES,
+    PRESET_SSL_MODELS,
+    SHIPPED_TEACHER,
+    SHIPPED_TEACHER_PRESET,
+    resolve_model,
+    resolve_ssl_model,
+    shipped_teacher_fits,
+)
 from ..vocabulary import (
     AUDIO_COLUMN,
     METHODS,
@@ -53,6 +63,7 @@ from ..vocabulary import (
     PSEUDO_LABEL_TARGETS,
     TEACHER_TRUNK_METHODS,
 )
+from .arguments import DefaultsHelpFormatter, MTQNetTrainingArguments
 from .data import (
     AUDIO_ID_COLUMN,
     RandomCrop,
@@ -63,8 +74,8 @@ from .data import (
     split_train_validation,
 )
 from .features_cache import cache_ssl_features
-from .reporting import results_table, scatter_plots, write_predictions_csv
-from .trainer import DEFAULT_LABELLED_BATCH_SHARE, MTQNetTrainer, make_compute_metrics
+from .reporting import results_table, scatter_plots, weak_target_note, weak_targets, write_predictions_csv
+from .trainer import DEFAULT_LABELLED_BATCH_SHARE, FreeCoreThreadsCallback, MTQNetTrainer, make_compute_metrics
 
 logger = logging.getLogger("mtqnet.train")
 
@@ -115,9 +126,11 @@ class ModelArguments:
         "help": f"teacher folder or shipped short name for kt / mpl_kt (default: {SHIPPED_TEACHER}, whose trunk is "
                 f"the {SHIPPED_TEACHER_PRESET} preset without SSL)"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "continue from a saved MTQ-Net"})
-    ssl_model: str | None = field(default=None, metadata={"help": "SSL encoder: Hub name or local folder; 'none' for "
-                                                              "no SSL branch (default: the preset's)"})
-    freeze_ssl: bool = field(default=False, metadata={"help": "keep the SSL encoder fixed"})
+    ssl_model: str | None = field(default=None, metadata={
+        "help": "SSL encoder: 'distillmos' (the pretrained Distill-MOS encoder shipped with the package), a Hub name or "
+                "a local folder; 'none' for no SSL branch (default: the preset's; small-distillmos loads distillmos)"})
+    freeze_ssl: bool | None = field(default=None, metadata={
+        "help": "keep the SSL encoder fixed (default: frozen for distillmos, else the preset's: fine-tuned)"})
     ssl_learning_rate: float | None = field(default=None, metadata={"help": "learning rate of a fine-tuned SSL"})
     ssl_layer: str = field(default="last", metadata={"help": "'last', 'weighted' or a layer index"})
     fusion_mode: str | None = field(default=None, metadata={"help": "'time' or 'aligned' (default: the preset's)"})
@@ -134,8 +147,9 @@ class ModelArguments:
 
 def parse_arguments(argv: list[str] | None = None,
                     prog: str | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), description=__doc__, prog=prog,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The recipe's schedule is the Trainer arguments' default (MTQNetTrainingArguments), and --help shows defaults.
+    parser = HfArgumentParser((ModelArguments, DataArguments, MTQNetTrainingArguments), description=__doc__,
+                              prog=prog, formatter_class=DefaultsHelpFormatter)
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--bf16" in argv and "--use_cpu" not in argv and not torch.cuda.is_available():
         argv += ["--use_cpu", "true"]  # bf16 autocast on a CPU machine (TrainingArguments insists on use_cpu)
@@ -202,11 +216,12 @@ def build_model(model_args: ModelArguments, data_args: DataArguments) -> MTQNetF
         "huber_delta": model_args.huber_delta,
         "frame_loss_weight": model_args.alpha,
         "pseudo_label_loss_weight": model_args.pseudo_label_loss_weight,
-        "freeze_ssl": model_args.freeze_ssl,
     }
     # Given, it overrides whatever the trunk comes with (preset, teacher or saved model); not given, that stands.
     chosen_dropout = {} if model_args.dropout is None else {"dropout": model_args.dropout}
     objective.update(chosen_dropout)
+    if model_args.freeze_ssl is not None:
+        objective["freeze_ssl"] = model_args.freeze_ssl
     if model_args.model_name_or_path:
         return MTQNetForSpeechQualityAssessment.from_pretrained(model_args.model_name_or_path, **chosen_dropout)
     ssl_layer = int(model_args.ssl_layer) if model_args.ssl_layer.lstrip("-").isdigit() else model_args.ssl_layer
@@ -221,14 +236,19 @@ def build_model(model_args: ModelArguments, data_args: DataArguments) -> MTQNetF
     overrides = {**objective, "ssl_layer": ssl_layer}
     if model_args.fusion_mode:
         overrides["fusion_mode"] = model_args.fusion_mode
-    pretrained_ssl = model_args.ssl_model not in (None, "none")
-    if model_args.ssl_model == "none":
+    ssl_model = model_args.ssl_model or PRESET_SSL_MODELS.get(model_args.preset)
+    pretrained_ssl = ssl_model not in (None, "none")
+    if ssl_model in ENCODER_NAMES:
+        # Distill-MOS is frozen unless asked otherwise: its pretrained features are the point (fine-tuning allowed).
+        overrides.setdefault("freeze_ssl", True)
+    if ssl_model == "none":
         overrides["ssl_config"] = None
     elif pretrained_ssl:
-        overrides["ssl_config"] = AutoConfig.from_pretrained(model_args.ssl_model)
+        ssl_model = resolve_ssl_model(ssl_model)
+        overrides["ssl_config"] = AutoConfig.from_pretrained(ssl_model)
     model = MTQNetForSpeechQualityAssessment(MTQNetConfig.from_preset(model_args.preset, **overrides))
     if pretrained_ssl:
-        model.load_ssl_weights(model_args.ssl_model)
+        model.load_ssl_weights(ssl_model)
     return model
 
 
@@ -305,10 +325,14 @@ def write_outputs(trainer: MTQNetTrainer, output_dir: Path, method: str, eval_me
     (output_dir / "eval_results.json").write_text(json.dumps(clean, indent=2))
     systems = {f"{method} ({split})": metrics for split, metrics in tables.items()}
     table = results_table(systems, config.target_names)
+    # Said plainly, in the log and under the table, rather than left to be spotted in the numbers.
+    note = weak_target_note(weak_targets(systems, config.target_names))
     title = (f"# MTQ-Net results ({method}, {config.loss_type} delta={config.huber_delta}, "
              f"alpha={config.frame_loss_weight})\n\nCells: LCC / SRCC / MSE.\n\n")
-    (output_dir / "results.md").write_text(title + table + "\n")
+    (output_dir / "results.md").write_text(title + table + "\n" + (f"\n{note}\n" if note else ""))
     logger.info("Results:\n%s", table)
+    if note:
+        logger.warning(note)
     return results
 
 
@@ -326,8 +350,9 @@ def main(argv: list[str] | None = None, prog: str | None = "mtqnet train") -> di
     model = build_model(model_args, data_args)
     extractor = MTQNetFeatureExtractor.from_model_config(model.config)
     train_dataset, eval_dataset, test_dataset = load_datasets(model_args, data_args, training_args, model, extractor)
-    callbacks = [EarlyStoppingCallback(model_args.early_stopping_patience)] if model_args.early_stopping_patience \
-        else []
+    callbacks = [FreeCoreThreadsCallback()]  # a long run looks again at the cores other processes leave free
+    if model_args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(model_args.early_stopping_patience))
     trainer = MTQNetTrainer(
         model=model,
         args=training_args,

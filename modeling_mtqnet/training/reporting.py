@@ -1,4 +1,5 @@
-"""Results in the paper's layout: predictions.csv, results.md (LCC / SRCC / MSE per target) and scatter plots."""
+"""Results in the paper's layout: predictions.csv, results.md (LCC / SRCC / MSE per target, and a warning for a
+target that did not learn) and scatter plots."""
 
 from __future__ import annotations
 
@@ -16,6 +17,16 @@ METRIC_KEYS = ("lcc", "srcc", "mse")
 #: What the speech-quality metric reports per target: the paper's three and the bias (mean prediction minus label),
 #: which is never averaged across targets (their scales differ).
 REPORTED_METRIC_KEYS = (*METRIC_KEYS, "bias")
+
+
+#: Below this LCC on a run's validation or test part, a target is reported as not learned (negative or near zero).
+WEAK_LCC = 0.2
+#: What usually keeps a target from learning, in the order to check them.
+WEAK_TARGET_CAUSES = (
+    "too few labels for it (or too few validation / test clips for a stable correlation)",
+    "a schedule that did not train (learning rate, warm-up, steps; `mtqnet train` defaults to the recipe's)",
+    "a label column on another scale than the target's (another range, or higher meaning worse)",
+)
 
 
 def format_cell(metrics: Mapping[str, float], target: str) -> str:
@@ -37,6 +48,43 @@ def results_table(systems: Mapping[str, Mapping[str, float]], targets: Sequence[
     return "\n".join(lines)
 
 
+def weak_targets(systems: Mapping[str, Mapping[str, float]], targets: Sequence[str],
+                 threshold: float = WEAK_LCC) -> list[tuple[str, str, float]]:
+    """(system, target, LCC) for each row of a results table (`systems` as for `results_table`) and target whose
+    LCC is below `threshold`, or undefined (NaN) although labels were scored (a finite MSE: constant predictions,
+    constant labels or a single labelled clip). A target with no metrics at all is not judged."""
+    found = []
+    for system, metrics in systems.items():
+        metrics = strip_prefix(metrics)
+        for target in targets:
+            lcc, mse = metrics.get(f"{target}_lcc"), metrics.get(f"{target}_mse")
+            if lcc is None:
+                continue
+            if math.isnan(lcc):
+                if mse is not None and not math.isnan(mse):
+                    found.append((system, target, lcc))
+            elif lcc < threshold:
+                found.append((system, target, lcc))
+    return found
+
+
+def weak_target_note(found: Sequence[tuple[str, str, float]], threshold: float = WEAK_LCC) -> str:
+    """One plain paragraph for under a results table and for the log: which targets did not learn in which rows
+    (`weak_targets`), and the likely causes; '' when every target learned."""
+    if not found:
+        return ""
+    by_target: dict[str, list[str]] = {}
+    for system, target, lcc in found:
+        value = "undefined" if math.isnan(lcc) else f"{lcc:.3f}"
+        by_target.setdefault(display_name(target), []).append(f"{value} in {system}")
+    names = list(by_target)
+    subject = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    details = "; ".join(f"{name} LCC {', '.join(values)}" for name, values in by_target.items())
+    its = "its" if len(names) == 1 else "their"
+    return (f"Warning: {subject} did not learn ({details}; below {threshold:g} counts as not learned): {its} scores "
+            f"do not follow {its} labels, so do not use them. Likely causes: {'; '.join(WEAK_TARGET_CAUSES)}.")
+
+
 def parse_results_table(text: str) -> dict[str, dict[str, float]]:
     """Read back a table written by `results_table`: {system: {"<target>_lcc": ..., ...}} (display names kept).
 
@@ -55,7 +103,7 @@ def parse_results_table(text: str) -> dict[str, dict[str, float]]:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         values = {}
         for target, cell in zip(targets, cells[1:]):
-            for key, number in zip(METRIC_KEYS, cell.split("/")):
+            for key, number in zip(METRIC_KEYS, cell.split(" / ")):  # as format_cell joins them ("n/a" stays whole)
                 number = number.strip()
                 values[f"{target}_{key}"] = math.nan if number == "n/a" else float(number)
         parsed[cells[0]] = values
@@ -170,5 +218,6 @@ def scatter_plots(output_dir: str | os.PathLike, targets: Sequence[str], predict
     return paths
 
 
-__all__ = ["agg_pyplot", "lcc_srcc_mse", "parse_results_table", "read_predictions", "results_table", "scatter_plots",
-           "seed_bootstrap", "strip_prefix", "write_predictions_csv"]
+__all__ = ["WEAK_LCC", "agg_pyplot", "lcc_srcc_mse", "parse_results_table", "read_predictions", "results_table",
+           "scatter_plots", "seed_bootstrap", "strip_prefix", "weak_target_note", "weak_targets",
+           "write_predictions_csv"]

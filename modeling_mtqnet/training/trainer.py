@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections import defaultdict
@@ -10,10 +11,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from transformers import EvalPrediction, Trainer
+from transformers import EvalPrediction, Trainer, TrainerCallback
 
 from ..model.modeling_mtqnet import speech_quality_objective
+from ..threads import REVISIT_EVERY_S, FreeCoreWatch
 from .reporting import METRIC_KEYS, REPORTED_METRIC_KEYS
+
+logger = logging.getLogger("mtqnet.train")
 
 SPEECH_QUALITY_METRIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "speech_quality")
 LABEL_KEYS = ("labels", "pseudo_labels")
@@ -75,6 +79,35 @@ def labelled_share_weights(labelled: np.ndarray, share: float) -> torch.Tensor |
         return None
     weights = np.where(labelled, share / count, (1.0 - share) / (labelled.size - count))
     return torch.as_tensor(weights, dtype=torch.double)
+
+
+class FreeCoreThreadsCallback(TrainerCallback):
+    """Makes the free-core thread choice again while training and evaluating (`threads.FreeCoreWatch`), at most every
+    `every_s` seconds. A command chooses once at start: a job started while its launcher was busy for a moment ran
+    its whole 10 minutes on one thread of two. Where the user chose the count (`MTQNET_THREADS`, `OMP_NUM_THREADS`)
+    it does nothing."""
+
+    def __init__(self, every_s: float = REVISIT_EVERY_S) -> None:
+        self.every_s = every_s
+        self.watch: FreeCoreWatch | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        self.watch = FreeCoreWatch(self.every_s)  # the first window starts with training, not with data loading
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self.revisit()
+
+    def on_prediction_step(self, args, state, control, **kwargs) -> None:
+        self.revisit()
+
+    def revisit(self) -> None:
+        if self.watch is None:  # evaluating or predicting without training first
+            self.watch = FreeCoreWatch(self.every_s)
+        threads = self.watch.revisit()
+        if threads is not None:
+            logger.info("Other processes kept %.1f cores busy since the last look: now %d intra-op thread%s "
+                        "(MTQNET_THREADS=N or all fixes the count)", self.watch.busy, threads,
+                        "" if threads == 1 else "s")
 
 
 class MTQNetTrainer(Trainer):
@@ -219,6 +252,6 @@ class MTQNetTrainer(Trainer):
         return self.optimizer
 
 
-__all__ = ["MTQNetTrainer", "make_compute_metrics", "has_primary_labels", "labelled_share_weights",
-           "DEFAULT_LABELLED_BATCH_SHARE",
+__all__ = ["FreeCoreThreadsCallback", "MTQNetTrainer", "make_compute_metrics", "has_primary_labels",
+           "labelled_share_weights", "DEFAULT_LABELLED_BATCH_SHARE",
            "load_speech_quality_metric", "SPEECH_QUALITY_METRIC"]

@@ -25,9 +25,10 @@ onnxruntime = pytest.importorskip("onnxruntime")
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = (0.5, 1.3, 3.0)  # 8000 / 20800 / 48000 samples: the sinc branch pads (first two) and crops (last) its end
 ATOL = 1e-4
-# fusion mode, tiny WavLM or no SSL encoder
+# fusion mode, tiny WavLM, the Distill-MOS encoder (random weights) or no SSL encoder
 VARIANTS = {"time": {"fusion_mode": "time"}, "aligned": {"fusion_mode": "aligned"},
-            "time-no-ssl": {"fusion_mode": "time", "ssl_config": None}}
+            "time-no-ssl": {"fusion_mode": "time", "ssl_config": None},
+            "aligned-distillmos": {"fusion_mode": "aligned", "ssl_config": {"model_type": "distillmos_encoder"}}}
 
 
 def peak_normalised(seconds: float, seed: int) -> np.ndarray:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -339,6 +341,11 @@ def test_help_documents_the_options():
     for option in ("--train_file", "--method", "--teacher", "--pseudo_label_columns", "--huber_delta", "--alpha",
                    "--freeze_ssl", "--ssl_model", "--skip_bad_files", "--max_steps", "--bf16", "--dropout"):
         assert option in completed.stdout
+    # The defaults shown are the real ones: the recipe's schedule, not TrainingArguments' 5e-05 / linear / 0.
+    text = " ".join(completed.stdout.split())
+    for shown in ("(default: 0.001)", "(default: cosine)", "(the recipe's: 5%) (default: 0.05)"):
+        assert shown in text
+    assert "(default: None)" not in text  # options chosen later (--method, --teacher) say how in their own help
 
 
 def test_two_process_ddp_on_cpu(corpus, tmp_path):
@@ -389,3 +396,79 @@ def test_labelled_batch_share_draws_labelled_clips_at_the_asked_share(corpus, tm
         assert not isinstance(plain._get_train_sampler(), torch.utils.data.WeightedRandomSampler)
     with pytest.raises(ValueError, match="at least 0 and below 1"):
         make_trainer(model, dataset, tmp_path / "bad", labelled_batch_share=1.0)
+
+
+def shuffle_column(manifest: Path, column: str, seed: int) -> None:
+    """Permute one label column of a manifest across its clips (seeded): labels unrelated to the audio."""
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row, value in zip(rows, np.random.default_rng(seed).permutation([row[column] for row in rows])):
+        row[column] = value
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_small_preset_with_only_the_required_arguments_learns(tmp_path, caplog):
+    """`mtqnet train` defaults to the recipe's schedule: a `small` student given only --train_file and --output_dir
+    learns labels that follow each clip's noise level (validation LCC 0.995-0.997 when written). With TrainingArguments'
+    own defaults (5e-5, linear decay, no warm-up) the same run ended at S-MOS 0.20 and G-MOS -0.23."""
+    manifest = write_corpus(tmp_path, 240, seed=3)
+    with caplog.at_level(logging.WARNING, logger="mtqnet.train"):
+        results = train.main(["--train_file", str(manifest), "--output_dir", str(tmp_path / "run")])
+    for target in TARGETS:
+        assert results[f"eval_{target}_lcc"] > 0.8, results
+    assert "did not learn" not in caplog.text
+    assert "did not learn" not in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_a_target_with_unrelated_labels_is_named_in_a_warning(tmp_path, caplog):
+    """G-MOS labels shuffled across clips (in training and validation) cannot be learned: the run says so in its log
+    and under its results table, with the likely causes. 200 validation clips keep a chance correlation small."""
+    train_file = write_corpus(tmp_path, 24, seed=4)
+    validation_file = write_corpus(tmp_path, 200, seed=5, name="validation.csv")
+    for manifest, seed in ((train_file, 0), (validation_file, 1)):
+        shuffle_column(manifest, "g_mos", seed)
+    with caplog.at_level(logging.WARNING, logger="mtqnet.train"):
+        results = train.main([
+            "--train_file", str(train_file), "--validation_file", str(validation_file),
+            "--output_dir", str(tmp_path / "run"), "--preset", "tiny", "--ssl_model", "none", "--method", "scratch",
+            "--max_steps", "10", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "50",
+            "--disable_tqdm", "true"])
+    assert results["eval_g_mos_lcc"] < 0.2, results
+    warnings = [record.getMessage() for record in caplog.records
+                if record.levelno == logging.WARNING and "did not learn" in record.getMessage()]
+    assert len(warnings) == 1 and re.search(r"G-MOS did not learn \(G-MOS LCC -?\d\.\d{3} in scratch \(validation\)",
+                                            warnings[0]), warnings
+    assert "too few labels" in warnings[0] and "schedule" in warnings[0] and "another scale" in warnings[0]
+    report = (tmp_path / "run" / "results.md").read_text()
+    assert warnings[0] in report  # the same words under the table
+    assert set(parse_results_table(report)) == {"scratch (validation)"}  # the table still reads back
+
+
+def test_training_looks_again_at_the_free_cores_between_steps(corpus, tmp_path, monkeypatch, caplog):
+    """`FreeCoreThreadsCallback` (which `mtqnet train` adds) starts a `threads.FreeCoreWatch` with training and asks
+    it after every step and evaluation batch; a changed count is logged. (The watch itself: tests/test_threads.py.)"""
+    from modeling_mtqnet.training import trainer as trainer_module
+
+    looks: list[str] = []
+
+    class RecordingWatch:
+        busy = 1.0
+
+        def __init__(self, every_s: float) -> None:
+            looks.append(f"start every {every_s:g} s")
+
+        def revisit(self) -> int | None:
+            looks.append("look")
+            return 1 if looks.count("look") == 1 else None
+
+    monkeypatch.setattr(trainer_module, "FreeCoreWatch", RecordingWatch)
+    config = build_model(ssl_config=None).config
+    trainer = make_trainer(build_model(ssl_config=None), prepared(corpus["train"], config), tmp_path / "watch")
+    trainer.add_callback(trainer_module.FreeCoreThreadsCallback(every_s=12.0))
+    with caplog.at_level(logging.INFO, logger="mtqnet.train"):
+        trainer.train()
+    assert looks[0] == "start every 12 s" and looks.count("look") >= 4  # one per step (max_steps 4), at least
+    assert "Other processes kept 1.0 cores busy since the last look: now 1 intra-op thread" in caplog.text
