@@ -1,10 +1,16 @@
 """MTQ-Net: non-intrusive speech quality assessment (S-MOS / N-MOS / G-MOS) for Hugging Face transformers."""
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The version's one home is modeling_mtqnet/__init__.py (`mtqnet --version` and `modeling_mtqnet.__version__`).
+VERSION = re.search(r'^__version__ = "([^"]+)"', Path("modeling_mtqnet/__init__.py").read_text(), re.M).group(1)
 
 setup(
     name="mtqnet",
-    version="0.1.0",
+    version=VERSION,
     description="MTQ-Net and multi-task pseudo-label learning for non-intrusive speech quality assessment",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

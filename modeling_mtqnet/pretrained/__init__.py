@@ -23,11 +23,12 @@ NAMESPACE = "mtqnet"
 
 #: short name -> folder (under this package) and what it is
 SHIPPED: dict[str, str] = {
-    "mtqnet/teacher-pesq-stoi-sdi": "non-intrusive PESQ / STOI / SDI estimator (the MPL teacher), `small` MOSA-Net "
-                                    "trunk trained on intrusive labels of real speech",
-    "mtqnet/small-p835": "S-MOS / N-MOS / G-MOS model (`small` preset, MPL + KT: the teacher's trunk and pseudo "
-                         "labels) trained on DNSMOS P.835 stand-in labels of real speech: it predicts DNSMOS P.835, "
-                         "not 3QUEST",
+    "mtqnet/teacher-pesq-stoi-sdi": "non-intrusive PESQ / STOI / SDI estimator (the MPL teacher), `small-distillmos` "
+                                    "MOSA-Net trunk (the pretrained Distill-MOS encoder, frozen) trained on "
+                                    "intrusive labels of real speech",
+    "mtqnet/small-p835": "S-MOS / N-MOS / G-MOS model (`small-distillmos` preset, MPL + KT: the teacher's trunk and "
+                         "pseudo labels) trained on DNSMOS P.835 stand-in labels of real speech: it predicts DNSMOS "
+                         "P.835, not 3QUEST",
 }
 
 
@@ -61,8 +62,8 @@ def resolve_ssl_model(name_or_path: str | os.PathLike) -> str:
 #: The MPL teacher shipped with the package. `mtqnet train` starts a student from its trunk by default
 #: (`--method mpl_kt`), and the demo uses it unless told to train one.
 SHIPPED_TEACHER = "mtqnet/teacher-pesq-stoi-sdi"
-#: Its trunk's preset (no SSL encoder, the preset's fusion mode); only a student built alike can start from it.
-SHIPPED_TEACHER_PRESET = "small"
+#: Its trunk's preset (with the preset's encoder and fusion mode); only a student built alike can start from it.
+SHIPPED_TEACHER_PRESET = "small-distillmos"
 
 
 def shipped_teacher_fits(preset: str, ssl_model: str | None = None, fusion_mode: str | None = None) -> bool:

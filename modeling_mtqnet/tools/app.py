@@ -20,7 +20,7 @@ whole signal at its rate. Limits that say so: a file longer than `--max_upload_m
 its samples) is refused with a message in the page before any work starts, and one larger than `--max_upload_mb`
 is refused by the upload itself. Requests run on one queue: `--workers` at a time across the three tabs, at most
 `--max_queue` waiting, each shown its place. Needs `gradio` (`pip install gradio`); a Hugging Face Space runs the
-same app (README: "The web app").
+same app (docs/usage.md: "The web app").
 """
 
 from __future__ import annotations

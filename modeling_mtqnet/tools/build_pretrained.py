@@ -336,6 +336,15 @@ def factor_table(results: dict[str, dict[str, Any]], prefixes: Sequence[str] = (
 # ----------------------------------------------------------------------------------------------------------------
 
 
+#: What every shipped model's card says of its SSL branch (the teacher's and the S/N/G model's).
+ENCODER_CREDIT = """### The encoder
+The SSL branch is the pretrained trunk of **Distill-MOS** (B. Stahl and H. Gamper, "Distillation and Pruning for
+Scalable Self-Supervised Representation-Based Speech Quality Assessment", ICASSP 2025; weights by Microsoft under the
+MIT licence, credited in the package's NOTICE), frozen: its weights come unchanged from the `distillmos==0.9.1` wheel
+on PyPI through `mtqnet build-encoder` (SHA-256 checked, read as data). The spectral and sinc branches, the CNN,
+BLSTM, the encoder's projection and the heads were trained here (preset `small-distillmos`)."""
+
+
 def write_card(model_dir: Path, train_dir: Path, info: dict[str, Any], short_name: str) -> None:
     """README.md: the package's model card (model-index from the test part) plus the data, per-factor results,
     limits and the rebuild command."""
@@ -372,7 +381,10 @@ Corpus: {info['corpus']['utterances']} clips ({info['corpus'].get('hours', '?')}
 test {info['labels']['test']}; SNR -5..30 dB and clean; noise recordings and procedural noises; systems
 {', '.join(info['corpus']['systems_used'])}. Held out from training: {info['corpus']['test_units']} speakers, the
 noises {', '.join(info['corpus']['held_out_noises']) or 'none'} and the systems
-{', '.join(info['corpus']['held_out_systems']) or 'none'}.
+{', '.join(info['corpus']['held_out_systems']) or 'none'}. Labelled: {info['labels']['train']} training clips drawn
+from the corpus's train part (`train_clips` in the recipe), a tenth of their speakers kept for validation.
+
+{ENCODER_CREDIT}
 
 ### Results on the test part (LCC / SRCC / MSE / bias)
 Every test speaker is unseen. Bias: mean prediction minus mean label (> 0: scores too high on average). "unseen"

@@ -33,6 +33,7 @@ from ..training.recipe import KEEP_BEST_VALIDATION_LCC
 from ..training.trainer import DEFAULT_LABELLED_BATCH_SHARE
 from ..vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 from .build_pretrained import (
+    ENCODER_CREDIT,
     BuildState, TeacherRecipe, check_model_dir, corpus_rows, data_stages, evaluate_stage, factor_table, pool_summary,
     ship_stage, speaker_languages,
 )
@@ -299,6 +300,8 @@ labels and {labels['pseudo_labelled_training_clips']} with the teacher's pseudo 
 multi-task pseudo-label learning); {labels['validation_clips']} validation clips; test: {labels['test_clips']} clips
 of the held-out part ({labels['test_speakers']} speakers never heard in training, with held-out noises and systems
 beside seen ones).
+
+{ENCODER_CREDIT}
 
 ### Results on the test part (LCC / SRCC / MSE / bias against DNSMOS P.835)
 Bias: mean prediction minus mean label (> 0: scores too high on average).

@@ -92,7 +92,7 @@ class DemoSize:
 
 
 SIZES = {
-    # About 16 minutes on 2 CPU cores (README): 150 labelled clips, as in a small listening test; 3 methods x 3 seeds.
+    # About 16 minutes on 2 CPU cores with 0.1.0's `small` trunk (docs/demo.md): 150 labelled clips, as in a small listening test; 3 methods x 3 seeds.
     "full": DemoSize(utterances=1200, labelled_clips=150, validation_fraction=0.15, student_steps=350,
                      evaluations=4, seeds=(0, 1, 2)),
     # A smoke run of the same pipeline in about a minute (the tests use it): numbers mean nothing.

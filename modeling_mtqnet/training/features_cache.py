@@ -1,18 +1,43 @@
-"""Frozen-SSL feature cache: a frozen encoder's features never change, so compute them once per clip."""
+"""Frozen-SSL feature cache: a frozen encoder's features never change, so compute them once per clip.
+
+Within a run they become an `ssl_hidden_states` column of the dataset. Across runs (the demo's methods and seeds,
+a study's arms, a rebuild) they are also kept on disk, one file per clip, under a folder named by a hash of the
+encoder's weights and chosen layer: a clip already encoded by the same encoder is read back instead of encoded again.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
 
+#: Where features are kept across runs unless `--ssl_cache_dir` (or MTQNET_SSL_CACHE) says otherwise; "none" turns
+#: the disk cache off.
+DEFAULT_SSL_CACHE_DIR = Path(os.environ.get("MTQNET_SSL_CACHE", Path.home() / ".cache" / "mtqnet" / "ssl_features"))
 
-def cache_ssl_features(dataset, model: MTQNetForSpeechQualityAssessment, desc: str = "caching SSL features"):
+
+def encoder_fingerprint(model: MTQNetForSpeechQualityAssessment) -> str:
+    """A hash of the SSL encoder's weights, its config and the chosen layer: features of one encoder share a folder."""
+    trunk = model.mtqnet
+    digest = hashlib.sha1(f"{trunk.config.ssl_config.to_json_string()}|{trunk.config.ssl_layer}".encode())
+    for name, tensor in sorted(trunk.ssl_encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_ssl_features(dataset, model: MTQNetForSpeechQualityAssessment, desc: str = "caching SSL features",
+                       cache_dir: Path | None = DEFAULT_SSL_CACHE_DIR):
     """Add an `ssl_hidden_states` column (T_ssl x hidden float32 per clip), computed once with the frozen encoder.
 
     The collator pads it and the model then skips the encoder (`ssl_hidden_states=`), so later epochs cost only the
-    trunk. Clips are encoded at their own length, exactly as the uncached model does.
+    trunk. Clips are encoded at their own length, exactly as the uncached model does. With `cache_dir` (None: off),
+    each clip's features are also stored there (float32 .npy, named by a hash of the clip's samples) and reused.
     """
     trunk = model.mtqnet
     if not trunk.can_cache_ssl_features:
@@ -20,12 +45,24 @@ def cache_ssl_features(dataset, model: MTQNetForSpeechQualityAssessment, desc: s
     was_training = trunk.training
     trunk.eval()
     device = next(trunk.parameters()).device
+    folder = Path(cache_dir) / encoder_fingerprint(model) if cache_dir is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
 
     def encode(example: dict) -> dict:
-        waveform = torch.as_tensor(np.asarray(example["input_values"], dtype=np.float32), device=device)[None]
+        samples = np.asarray(example["input_values"], dtype=np.float32)
+        stored = folder / f"{hashlib.sha1(samples.tobytes()).hexdigest()}.npy" if folder is not None else None
+        if stored is not None and stored.is_file():
+            return {"ssl_hidden_states": np.load(stored)}
+        waveform = torch.as_tensor(samples, device=device)[None]
         with torch.no_grad():
             hidden = trunk.ssl_hidden_states(waveform, torch.tensor([waveform.shape[1]], device=device))
-        return {"ssl_hidden_states": hidden[0].float().cpu().numpy()}
+        features = hidden[0].float().cpu().numpy()
+        if stored is not None:
+            partial = stored.with_name(f"{stored.stem}.{os.getpid()}.tmp.npy")
+            np.save(partial, features)
+            os.replace(partial, stored)  # atomic: a reader never sees half a file
+        return {"ssl_hidden_states": features}
 
     try:
         return dataset.map(encode, desc=desc)
@@ -33,4 +70,4 @@ def cache_ssl_features(dataset, model: MTQNetForSpeechQualityAssessment, desc: s
         trunk.train(was_training)
 
 
-__all__ = ["cache_ssl_features"]
+__all__ = ["DEFAULT_SSL_CACHE_DIR", "cache_ssl_features", "encoder_fingerprint"]

@@ -7,12 +7,13 @@ Methods (the paper's four set-ups):
            labelled clips: --labelled_batch_share)
   mpl_kt   both
 The default follows the label-efficiency study (benchmarks/README.md): mpl_kt from the shipped teacher's trunk
-(mtqnet/teacher-pesq-stoi-sdi, unless --teacher names another) when the student is built like it (--preset small,
-no --ssl_model, the preset's fusion); mpl otherwise, and when continuing a saved model (--model_name_or_path).
+(mtqnet/teacher-pesq-stoi-sdi, unless --teacher names another) when the student is built like it (--preset
+small-distillmos, the default, with its Distill-MOS encoder and fusion); mpl otherwise, and when continuing a saved
+model (--model_name_or_path).
 
 Example (`mtqnet train` and `python train.py` are the same command):
   mtqnet train --train_file data/train.csv --test_file data/test.csv --output_dir out/mtqnet \\
-      --preset small --method mpl_kt --target_columns s_mos n_mos g_mos --pseudo_label_columns pesq stoi sdi \\
+      --preset small-distillmos --method mpl_kt --target_columns s_mos n_mos g_mos --pseudo_label_columns pesq stoi sdi \\
       --num_train_epochs 30 --per_device_train_batch_size 8 --bf16
 
 The schedule defaults to the recipe every shipped model was trained with: learning rate 1e-3, cosine decay, 5%
@@ -73,7 +74,7 @@ from .data import (
     prepare_dataset,
     split_train_validation,
 )
-from .features_cache import cache_ssl_features
+from .features_cache import DEFAULT_SSL_CACHE_DIR, cache_ssl_features
 from .reporting import results_table, scatter_plots, weak_target_note, weak_targets, write_predictions_csv
 from .trainer import DEFAULT_LABELLED_BATCH_SHARE, FreeCoreThreadsCallback, MTQNetTrainer, make_compute_metrics
 
@@ -111,20 +112,25 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for decoding audio"})
     cache_ssl_features: bool = field(default=True,
                                      metadata={"help": "with --freeze_ssl, compute SSL features once and reuse them"})
+    ssl_cache_dir: str = field(default=str(DEFAULT_SSL_CACHE_DIR), metadata={
+        "help": "where cached SSL features are also kept across runs, one file per clip under a hash of the encoder "
+                "(MTQNET_SSL_CACHE sets the default); 'none' keeps them for this run only"})
 
 
 @dataclass
 class ModelArguments:
     """Which model, which method, which objective."""
 
-    preset: str = field(default="small", metadata={"help": f"model size: {', '.join(PRESETS)}"})
+    preset: str = field(default=SHIPPED_TEACHER_PRESET, metadata={
+        "help": f"model size: {', '.join(PRESETS)} (the default is the shipped models' trunk, with the pretrained "
+                "Distill-MOS encoder)"})
     method: str | None = field(default=None, metadata={
         "help": f"training set-up: {', '.join(METHODS)}. Default: mpl_kt when the student can take the teacher's "
-                f"trunk (--teacher, or the shipped {SHIPPED_TEACHER} for --preset {SHIPPED_TEACHER_PRESET} without "
-                "--ssl_model), else mpl"})
+                f"trunk (--teacher, or the shipped {SHIPPED_TEACHER} for --preset {SHIPPED_TEACHER_PRESET} with its "
+                "own encoder), else mpl"})
     teacher: str | None = field(default=None, metadata={
         "help": f"teacher folder or shipped short name for kt / mpl_kt (default: {SHIPPED_TEACHER}, whose trunk is "
-                f"the {SHIPPED_TEACHER_PRESET} preset without SSL)"})
+                f"the {SHIPPED_TEACHER_PRESET} preset)"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "continue from a saved MTQ-Net"})
     ssl_model: str | None = field(default=None, metadata={
         "help": "SSL encoder: 'distillmos' (the pretrained Distill-MOS encoder shipped with the package), a Hub name or "
@@ -194,7 +200,7 @@ def choose_method_and_teacher(model_args: ModelArguments) -> None:
     if model_args.method in TEACHER_TRUNK_METHODS and not model_args.teacher:
         if not fits or model_args.model_name_or_path:
             raise ValueError(f"--method {model_args.method} needs --teacher TEACHER_DIR (the shipped "
-                             f"{SHIPPED_TEACHER} fits only --preset {SHIPPED_TEACHER_PRESET} without --ssl_model)")
+                             f"{SHIPPED_TEACHER} fits only --preset {SHIPPED_TEACHER_PRESET} with its own encoder)")
         model_args.teacher = SHIPPED_TEACHER
 
 
@@ -296,8 +302,10 @@ def load_datasets(model_args: ModelArguments, data_args: DataArguments, training
     test = load_split(data_args.test_file, "test", data_args, extractor, config, []).dataset \
         if data_args.test_file else None
     if model.mtqnet.can_cache_ssl_features and data_args.cache_ssl_features:
-        train, validation = cache_ssl_features(train, model), cache_ssl_features(validation, model)
-        test = cache_ssl_features(test, model) if test is not None else None
+        cache_dir = None if data_args.ssl_cache_dir == "none" else Path(data_args.ssl_cache_dir)
+        train = cache_ssl_features(train, model, cache_dir=cache_dir)
+        validation = cache_ssl_features(validation, model, cache_dir=cache_dir)
+        test = cache_ssl_features(test, model, cache_dir=cache_dir) if test is not None else None
         if data_args.max_train_duration_s:
             logger.warning("Random cropping is off: cached SSL features belong to whole clips")
     elif data_args.max_train_duration_s:

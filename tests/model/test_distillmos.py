@@ -149,3 +149,29 @@ def test_a_saved_mtqnet_with_the_encoder_loads_by_its_own_code(tmp_path):
     """
     logits = json.loads(run_without_package(code, cwd=tmp_path).strip().splitlines()[-1])
     np.testing.assert_allclose(logits, expected, atol=1e-5)
+
+
+def test_frozen_encoder_features_are_kept_across_runs_on_disk(tmp_path, monkeypatch):
+    """A second caching run of the same clips with the same encoder reads the stored features (the encoder is not
+    run) and gets the same numbers; another encoder gets a folder of its own."""
+    from datasets import Dataset
+
+    from modeling_mtqnet.training.features_cache import cache_ssl_features, encoder_fingerprint
+
+    torch.manual_seed(0)
+    model = MTQNetForSpeechQualityAssessment(MTQNetConfig.from_preset("small-distillmos")).eval()
+    clips = distillmos_clips()
+    dataset = Dataset.from_dict({"input_values": [clips["speech_1s"], clips["speech_noisy"]]})
+    first = cache_ssl_features(dataset, model, cache_dir=tmp_path)
+    folder = tmp_path / encoder_fingerprint(model)
+    assert len(list(folder.glob("*.npy"))) == 2
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the encoder ran although its features were on disk")
+
+    monkeypatch.setattr(model.mtqnet, "ssl_hidden_states", must_not_run)
+    second = cache_ssl_features(dataset, model, cache_dir=tmp_path)
+    for a, b in zip(first["ssl_hidden_states"], second["ssl_hidden_states"]):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other = MTQNetForSpeechQualityAssessment(MTQNetConfig.from_preset("small-distillmos"))
+    assert encoder_fingerprint(other) != encoder_fingerprint(model)

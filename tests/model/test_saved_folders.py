@@ -22,7 +22,7 @@ from tests.helpers import noisy_tone, run_without_package
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FOLDERS = sorted(FIXTURES.glob("saved_model_0.1.0_*"))
-# The code files 0.1.0 saved (today's folders carry one more, wavlm_attention.py).
+# The code files 0.1.0 saved (today's folders carry more: wavlm_attention.py and the Distill-MOS encoder's two files).
 OLD_CODE_FILES = sorted(path.name for path in (FIXTURES / "saved_model_0.1.0_aligned").glob("*.py"))
 
 

@@ -1,5 +1,5 @@
 """ONNX export: parity with PyTorch at several lengths from one file (dynamic time axis), both fusion modes with the
-tiny WavLM, equal-length batches, no auxiliary outputs, the CLI, and the torch-free scoring snippet of README.md."""
+tiny WavLM, equal-length batches, no auxiliary outputs, the CLI, and the torch-free scoring snippet of docs/usage.md."""
 
 from __future__ import annotations
 
@@ -190,14 +190,14 @@ BLOCK_TORCH = textwrap.dedent(
 
 
 def snippet_from_notes() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = (REPO / "docs" / "usage.md").read_text(encoding="utf-8")
     match = re.search(r"<!-- torch-free-snippet -->\s*```python\n(.*?)```", text, flags=re.S)
-    assert match, "README.md lost its torch-free snippet"
+    assert match, "docs/usage.md lost its torch-free snippet"
     return match.group(1)
 
 
 def test_torch_free_snippet_gives_the_same_scores(cli_export, tmp_path):
-    """The snippet of README.md, verbatim but for its two paths, in a process where torch cannot be imported,
+    """The snippet of docs/usage.md, verbatim but for its two paths, in a process where torch cannot be imported,
     on a stereo 22.05 kHz file: the same scores as the feature extractor + PyTorch model."""
     import soundfile
 

@@ -290,7 +290,9 @@ def test_default_method_starts_from_the_shipped_teacher_when_the_student_can_tak
 
     shipped = str(pretrained_path(SHIPPED_TEACHER))
     assert chosen() == ("mpl_kt", shipped)  # the study's evidence: the teacher's trunk pays with few labels
-    assert chosen("--ssl_model", "none") == ("mpl_kt", shipped)
+    assert chosen("--ssl_model", "distillmos") == ("mpl_kt", shipped)  # the preset's own encoder, named
+    assert chosen("--ssl_model", "none") == ("mpl", None)
+    assert chosen("--preset", "small") == ("mpl", None)
     assert chosen("--method", "kt") == ("kt", shipped)
     assert chosen("--teacher", str(tmp_path)) == ("mpl_kt", str(tmp_path))
     # Students built unlike the shipped trunk, or continuing a saved model, keep MPL from their own trunk.
