@@ -49,6 +49,19 @@ def reference_scores(paths: list[str]) -> dict[str, list[float]]:
     return scores
 
 
+def stored_reference_scores(paths: list[str], stored: Path | None) -> dict[str, list[float]]:
+    """`reference_scores`, read from `stored` when it holds every path, else computed (and written there)."""
+    if stored is not None and stored.is_file():
+        by_path = {row["path"]: row for row in read_table(stored)}
+        if all(path in by_path for path in paths):
+            return {scorer: [float(by_path[p][scorer]) for p in paths] for scorer in ("DNSMOS P.808", "Distill-MOS")}
+    scores = reference_scores(paths)
+    if stored is not None:
+        write_table(stored, [{"path": p, **{k: v[i] for k, v in scores.items()}} for i, p in enumerate(paths)],
+                    ["path", *scores])
+    return scores
+
+
 def comparison_table(results: dict[str, dict], targets: list[str]) -> str:
     """Rows: group x scorer; cells: LCC / SRCC per target."""
     lines = ["| group | scorer | clips | " + " | ".join(targets) + " |",
@@ -76,6 +89,9 @@ def main(argv: list[str] | None = None) -> str:
                                                          "S/N/G model's test part, to score the teacher's labels of "
                                                          "the same clips)")
     parser.add_argument("--output", type=Path, help="write the markdown table here too")
+    parser.add_argument("--scores", type=Path,
+                        help="a CSV of the reference scorers' scores per path: read when it exists (and holds every "
+                             "clip), else written, so that a rerun with other predictions does not score again")
     args = parser.parse_args(argv)
     rows = read_table(args.test_table)
     if args.paths_from:
@@ -90,7 +106,7 @@ def main(argv: list[str] | None = None) -> str:
         for predictions in args.predictions:
             results[f"MTQ-Net ({predictions.parent.parent.name})"] = evaluate_by_factor(
                 predictions, table, config, targets=args.targets)
-        for scorer, values in reference_scores([row["path"] for row in rows]).items():
+        for scorer, values in stored_reference_scores([row["path"] for row in rows], args.scores).items():
             scored = Path(scratch) / "scored.csv"
             write_table(scored, [{"audio_id": row["path"], **{f"{t}_pred": v for t in args.targets}}
                                  for row, v in zip(rows, values)], ["audio_id", *(f"{t}_pred" for t in args.targets)])

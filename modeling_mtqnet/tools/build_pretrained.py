@@ -42,6 +42,7 @@ import numpy as np
 
 from ..pretrained import PRETRAINED_DIR, SHIPPED
 from ..tables import atomic_write_text, columns_of, read_table, to_float, write_table
+from ..training.arguments import RECIPE_LEARNING_RATE
 from ..training.reporting import REPORTED_METRIC_KEYS
 from ..vocabulary import PSEUDO_LABEL_TARGETS
 
@@ -94,7 +95,7 @@ class TeacherRecipe:
     dropout: float = 0.0
     epochs: float = 4.0
     batch_size: int = 16
-    learning_rate: float = 1e-3
+    learning_rate: float = RECIPE_LEARNING_RATE
     max_train_duration_s: float | None = None
     select_best_epoch: bool = False
     validation_split: float = 0.1
@@ -251,7 +252,7 @@ def train_arguments(recipe: TeacherRecipe, labels_dir: Path, output_dir: Path) -
         "--group_column", "speaker", "--validation_split", str(recipe.validation_split), *crop,
         "--num_train_epochs", str(recipe.epochs), "--per_device_train_batch_size", str(recipe.batch_size),
         "--per_device_eval_batch_size", "16", "--learning_rate", str(recipe.learning_rate),
-        "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05", "--seed", str(recipe.seed),
+        "--seed", str(recipe.seed),  # the schedule's decay and warm-up: mtqnet train's defaults (the recipe's)
         "--data_seed", str(recipe.seed), "--eval_strategy", "epoch", "--save_strategy", "epoch",
         "--save_total_limit", "1", "--dropout", str(recipe.dropout), "--logging_steps", "50", "--report_to", "none",
         "--skip_bad_files", "--dataloader_pin_memory", "false", "--disable_tqdm", "false",
@@ -482,7 +483,8 @@ def evaluate_stage(state: BuildState, work_dir: Path, predictions_csv: Path, tes
 def ship_stage(state: BuildState, model_dir: Path, train_dir: Path, record: Callable[[], dict[str, Any]],
                card: Callable[[Path, Path, dict[str, Any]], None]) -> None:
     """`ship`: the trained folder's files, the card (`card(model_dir, train_dir, info)`) and build_info.json
-    (`record()`). Run again when the folder lost its build_info.json (e.g. a fresh --install target)."""
+    (`record()`). Run again when the folder lost its build_info.json, or when it goes to another folder than last
+    time (a finished build shipped again with --install)."""
     def ship() -> None:
         info = record()
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -490,9 +492,11 @@ def ship_stage(state: BuildState, model_dir: Path, train_dir: Path, record: Call
             shutil.copyfile(train_dir / name, model_dir / name)
         card(model_dir, train_dir, info)
         (model_dir / BUILD_INFO).write_text(json.dumps(info, indent=2))
+        state.state["shipped_to"] = str(model_dir)
         print(f"[build-pretrained] model folder: {model_dir}")
 
-    if not state.done("ship") or not (model_dir / BUILD_INFO).is_file():
+    shipped_here = state.state.get("shipped_to") == str(model_dir)
+    if not state.done("ship") or not (model_dir / BUILD_INFO).is_file() or not shipped_here:
         state.state["done"].pop("ship", None)
         state.run("ship", ship)
 

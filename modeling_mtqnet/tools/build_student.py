@@ -29,6 +29,7 @@ import numpy as np
 
 from ..pretrained import PRETRAINED_DIR, SHIPPED_TEACHER, resolve_model
 from ..tables import columns_of, read_table, write_table
+from ..training.arguments import RECIPE_LEARNING_RATE
 from ..training.recipe import KEEP_BEST_VALIDATION_LCC
 from ..training.trainer import DEFAULT_LABELLED_BATCH_SHARE
 from ..vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
@@ -79,7 +80,7 @@ class StudentRecipe:
     ssl_model: str = "distillmos"
     steps: int = 800
     batch_size: int = 16
-    learning_rate: float = 1e-3
+    learning_rate: float = RECIPE_LEARNING_RATE
     max_train_duration_s: float | None = None
     evaluations: int = 6
     seed: int = 0
@@ -183,7 +184,7 @@ def student_arguments(method: str, train_file: Path, tables: dict[str, Path], ou
         "--target_columns", *PRIMARY_TARGETS, "--pseudo_label_columns", *PSEUDO_LABEL_TARGETS, "--ssl_model", ssl_model,
         *([] if crop_s is None else ["--max_train_duration_s", str(crop_s)]), "--max_steps", str(steps),
         "--per_device_train_batch_size", str(batch_size), "--per_device_eval_batch_size", "16",
-        "--learning_rate", str(learning_rate), "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
+        "--learning_rate", str(learning_rate),  # decay and warm-up: mtqnet train's defaults (the recipe's)
         "--seed", str(seed), "--data_seed", str(seed), "--eval_strategy", "steps", "--eval_steps",
         str(evaluate_every), "--save_strategy", "steps", "--save_steps", str(evaluate_every), "--save_total_limit",
         "1", *KEEP_BEST_VALIDATION_LCC, "--logging_steps", "25", "--report_to", "none", "--skip_bad_files", "--dataloader_pin_memory", "false",

@@ -128,3 +128,19 @@ def test_a_pool_stage_killed_halfway_starts_again(tmp_path, monkeypatch):
     assert seen == [False, False]
     state = json.loads((tmp_path / "work" / "state.json").read_text())
     assert "packages" in state["done"] and "pool" not in state["done"]
+
+
+def test_a_finished_build_ships_again_with_install(built, build_speech, tmp_path, monkeypatch, capsys):
+    """--install after a plain build copies the finished model into the package's folder without training again,
+    and a second --install resumes without copying. (Last in this file: it moves the build's `shipped_to`.)"""
+    shipped = tmp_path / "pretrained"
+    shipped.mkdir()
+    monkeypatch.setattr(build_pretrained, "PRETRAINED_DIR", shipped)
+    assert main([*build_arguments(built, build_speech), "--install"]) == 0
+    target = shipped / "teacher-pesq-stoi-sdi"
+    assert (target / "model.safetensors").read_bytes() == (built / "model" / "model.safetensors").read_bytes()
+    assert json.loads((target / "build_info.json").read_text())["name"] == "mtqnet/teacher-pesq-stoi-sdi"
+    assert capsys.readouterr().out.count("done earlier") == 4  # corpus, labels, train, evaluate: not redone
+    before = (target / "model.safetensors").stat().st_mtime_ns
+    assert main([*build_arguments(built, build_speech), "--install"]) == 0
+    assert (target / "model.safetensors").stat().st_mtime_ns == before
