@@ -108,8 +108,9 @@ def main(argv: list[str] | None = None) -> str:
                 predictions, table, config, targets=args.targets)
         for scorer, values in stored_reference_scores([row["path"] for row in rows], args.scores).items():
             scored = Path(scratch) / "scored.csv"
-            write_table(scored, [{"audio_id": row["path"], **{f"{t}_pred": v for t in args.targets}}
-                                 for row, v in zip(rows, values)], ["audio_id", *(f"{t}_pred" for t in args.targets)])
+            columns = ["audio_id", *args.targets, *(f"{t}_pred" for t in args.targets)]
+            write_table(scored, [{"audio_id": row["path"], **{t: row[t] for t in args.targets},
+                                  **{f"{t}_pred": v for t in args.targets}} for row, v in zip(rows, values)], columns)
             results[scorer] = evaluate_by_factor(scored, table, config, targets=args.targets)
     text = (f"{len(rows)} clips of {args.test_table}; cells LCC / SRCC against each label column.\n\n"
             + comparison_table(results, args.targets) + "\n")

@@ -191,6 +191,9 @@ class DistillMosEncoder(DistillMosPreTrainedModel):
     (projected, with positions) and each layer's output, the last one after the final batch norm, as
     `last_hidden_state` (the frames the published pooling head reads)."""
 
+    # Loaded from the published model's folder, the pooling head is not part of the encoder.
+    _keys_to_ignore_on_load_unexpected = [r"^pooling\."]
+
     def __init__(self, config: DistillMosEncoderConfig):
         super().__init__(config)
         self.convolutions = DistillMosConvolutions(config)

@@ -78,11 +78,11 @@ class StudentRecipe:
     labelled_batch_share: float = DEFAULT_LABELLED_BATCH_SHARE
     preset: str = "small-distillmos"
     ssl_model: str = "distillmos"
-    steps: int = 800
+    steps: int = 500
     batch_size: int = 16
     learning_rate: float = RECIPE_LEARNING_RATE
     max_train_duration_s: float | None = None
-    evaluations: int = 6
+    evaluations: int = 5
     seed: int = 0
 
     def as_json(self) -> dict[str, Any]:

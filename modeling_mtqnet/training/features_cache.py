@@ -8,6 +8,7 @@ encoder's weights and chosen layer: a clip already encoded by the same encoder i
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -21,10 +22,16 @@ from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
 DEFAULT_SSL_CACHE_DIR = Path(os.environ.get("MTQNET_SSL_CACHE", Path.home() / ".cache" / "mtqnet" / "ssl_features"))
 
 
+#: Config entries that say where a config came from, not what the encoder computes.
+PROVENANCE_KEYS = ("architectures", "transformers_version", "dtype", "torch_dtype", "_name_or_path")
+
+
 def encoder_fingerprint(model: MTQNetForSpeechQualityAssessment) -> str:
-    """A hash of the SSL encoder's weights, its config and the chosen layer: features of one encoder share a folder."""
+    """A hash of the SSL encoder's weights, its config and the chosen layer: features of one encoder share a folder,
+    whether its config came from the encoder's folder, a teacher's or a student's."""
     trunk = model.mtqnet
-    digest = hashlib.sha1(f"{trunk.config.ssl_config.to_json_string()}|{trunk.config.ssl_layer}".encode())
+    config = {k: v for k, v in trunk.config.ssl_config.to_dict().items() if k not in PROVENANCE_KEYS}
+    digest = hashlib.sha1(f"{json.dumps(config, sort_keys=True, default=str)}|{trunk.config.ssl_layer}".encode())
     for name, tensor in sorted(trunk.ssl_encoder.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
