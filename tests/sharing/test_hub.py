@@ -42,7 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hf_loopback_test_token"
 TARGETS = ["s_mos", "n_mos", "g_mos"]
 CODE_FILES = ["configuration_mtqnet.py", "feature_extraction_mtqnet.py", "modeling_mtqnet.py", "pipeline_mtqnet.py",
-              "wavlm_attention.py"]
+              "wavlm_attention.py", "configuration_distillmos.py", "modeling_distillmos.py"]
 EXPECTED_UPLOAD = {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", *CODE_FILES,
                    "eval_results.json", "results.md", "predictions.csv",
                    *(f"scatter_{t}.png" for t in TARGETS)}
