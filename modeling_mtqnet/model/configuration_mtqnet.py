@@ -89,35 +89,29 @@ def tiny_ssl_config(norm: str = "group") -> dict[str, Any]:
     }
 
 
+# The `small` trunk: narrower CNN and BLSTM than the reference, aligned fusion; fast on a CPU.
+SMALL_TRUNK: dict[str, Any] = {
+    "cnn_channels": [8, 16, 32, 32],
+    "lstm_hidden_size": 64,
+    "dense_size": 64,
+    "ssl_projection_size": 128,
+    "sinc_num_filters": 257,
+    "fusion_mode": "aligned",
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The shipped models' trunk: `small`'s CNN and BLSTM with the pretrained Distill-MOS encoder as SSL branch, frozen
     # (its weights: `load_ssl_weights("distillmos")`, from the folder `mtqnet build-encoder` makes).
-    "small-distillmos": {
-        "ssl_config": {"model_type": DistillMosEncoderConfig.model_type},
-        "freeze_ssl": True,
-        "cnn_channels": [8, 16, 32, 32],
-        "lstm_hidden_size": 64,
-        "dense_size": 64,
-        "ssl_projection_size": 128,
-        "sinc_num_filters": 257,
-        "fusion_mode": "aligned",
-    },
+    "small-distillmos": {**SMALL_TRUNK, "ssl_config": {"model_type": DistillMosEncoderConfig.model_type},
+                         "freeze_ssl": True},
     # The sizes of the MOSA-Net reference, with a WavLM-base-sized encoder (random weights until
     # `load_ssl_weights("microsoft/wavlm-base-plus")`).
     "mosa-net": {
         "ssl_config": {"model_type": "wavlm"},
         "fusion_mode": "time",
     },
-    # Fast on a CPU: narrower CNN and BLSTM, no SSL encoder unless one is passed.
-    "small": {
-        "ssl_config": None,
-        "cnn_channels": [8, 16, 32, 32],
-        "lstm_hidden_size": 64,
-        "dense_size": 64,
-        "ssl_projection_size": 128,
-        "sinc_num_filters": 257,
-        "fusion_mode": "aligned",
-    },
+    # The `small` trunk with no SSL encoder unless one is passed.
+    "small": {**SMALL_TRUNK, "ssl_config": None},
     # For tests: seconds to run, with a 2-layer WavLM so that every branch is exercised.
     "tiny": {
         "ssl_config": tiny_ssl_config(),

@@ -39,6 +39,15 @@ def distillmos_clips() -> dict[str, np.ndarray]:
     }
 
 
+def padded_batch(short: torch.Tensor, long: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A zero-padded batch of two clips and its attention mask."""
+    batch = torch.zeros(2, len(long))
+    batch[0, : len(short)], batch[1] = short, long
+    mask = torch.zeros_like(batch, dtype=torch.long)
+    mask[0, : len(short)], mask[1] = 1, 1
+    return batch, mask
+
+
 @pytest.fixture(scope="module")
 def published() -> DistillMosForQualityScore:
     return DistillMosForQualityScore.from_pretrained(encoder_path()).eval()
@@ -62,10 +71,7 @@ def test_encoder_frames_do_not_depend_on_the_batch(published):
     encoder = published.distillmos
     clips = distillmos_clips()
     short, long = torch.as_tensor(clips["speech_1s"]), torch.as_tensor(clips["long_10s_noisy_second_half"])
-    batch = torch.zeros(2, len(long))
-    batch[0, : len(short)], batch[1] = short, long
-    mask = torch.zeros_like(batch, dtype=torch.long)
-    mask[0, : len(short)], mask[1] = 1, 1
+    batch, mask = padded_batch(short, long)
     with torch.no_grad():
         together = encoder(batch, attention_mask=mask).last_hidden_state
         alone_short = encoder(short[None]).last_hidden_state
@@ -113,10 +119,7 @@ def test_mtqnet_reads_the_pretrained_encoder(published):
     assert not any(p.requires_grad for p in model.mtqnet.ssl_encoder.parameters())
     clips = distillmos_clips()
     short, long = torch.as_tensor(clips["speech_noisy"]), torch.as_tensor(clips["window_7.68s"])
-    batch = torch.zeros(2, len(long))
-    batch[0, : len(short)], batch[1] = short, long
-    mask = torch.zeros_like(batch, dtype=torch.long)
-    mask[0, : len(short)], mask[1] = 1, 1
+    batch, mask = padded_batch(short, long)
     with torch.no_grad():
         together = model(batch, attention_mask=mask).logits
         alone = model(short[None]).logits
