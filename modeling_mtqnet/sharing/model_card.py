@@ -98,6 +98,11 @@ def method_from_results(model_dir: Path) -> str | None:
     return match.group("method").strip() if match else None
 
 
+#: How a card names an SSL encoder's model type.
+SSL_DISPLAY_NAMES = {"distillmos_encoder": "pretrained Distill-MOS", "wavlm": "WavLM", "hubert": "HuBERT",
+                     "wav2vec2": "wav2vec2"}
+
+
 def ssl_name(config: Mapping[str, Any]) -> str | None:
     ssl_config = config.get("ssl_config") or {}
     return ssl_config.get("_name_or_path") or None
@@ -116,7 +121,7 @@ def ssl_description(config: Mapping[str, Any]) -> str | None:
     if not ssl_config:
         return None
     name = ssl_name(config)
-    kind = ssl_config.get("model_type", "SSL")
+    kind = SSL_DISPLAY_NAMES.get(ssl_config.get("model_type"), ssl_config.get("model_type", "SSL"))
     state = "frozen" if config.get("freeze_ssl") else "fine-tuned"
     return f"a {state} {kind} encoder" + (f" ({name})" if name else "")
 

@@ -78,11 +78,11 @@ class StudentRecipe:
     labelled_batch_share: float = DEFAULT_LABELLED_BATCH_SHARE
     preset: str = "small-distillmos"
     ssl_model: str = "distillmos"
-    steps: int = 500
+    steps: int = 300
     batch_size: int = 16
     learning_rate: float = RECIPE_LEARNING_RATE
     max_train_duration_s: float | None = None
-    evaluations: int = 5
+    evaluations: int = 3
     seed: int = 0
 
     def as_json(self) -> dict[str, Any]:

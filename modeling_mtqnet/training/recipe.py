@@ -250,8 +250,11 @@ def build_model(model_args: ModelArguments, data_args: DataArguments) -> MTQNetF
     if ssl_model == "none":
         overrides["ssl_config"] = None
     elif pretrained_ssl:
+        named = ssl_model
         ssl_model = resolve_ssl_model(ssl_model)
         overrides["ssl_config"] = AutoConfig.from_pretrained(ssl_model)
+        if named in ENCODER_NAMES:  # the config records the name, not this machine's folder of the package
+            overrides["ssl_config"]._name_or_path = named
     model = MTQNetForSpeechQualityAssessment(MTQNetConfig.from_preset(model_args.preset, **overrides))
     if pretrained_ssl:
         model.load_ssl_weights(ssl_model)
