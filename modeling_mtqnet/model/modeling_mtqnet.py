@@ -729,8 +729,9 @@ class MTQNetModel(MTQNetPreTrainedModel):
         return projected * lengths_to_mask(ssl_lengths, projected.shape[1])[..., None], ssl_lengths
 
     def project_ssl(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The per-frame Dense(ssl_projection_size, ReLU) after the SSL encoder."""
-        return F.relu(self.ssl_projection(hidden))
+        """The per-frame Dense(ssl_projection_size, ReLU) after the SSL encoder (whose output may be float32 in a
+        bfloat16 model: the Distill-MOS encoder stays float32)."""
+        return F.relu(self.ssl_projection(hidden.to(self.ssl_projection.weight.dtype)))
 
     def ssl_frame_geometry(self) -> tuple[int, float]:
         """(stride, centre offset) in samples of the SSL encoder's frames."""
