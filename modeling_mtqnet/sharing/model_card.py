@@ -98,9 +98,8 @@ def method_from_results(model_dir: Path) -> str | None:
     return match.group("method").strip() if match else None
 
 
-#: How a card names an SSL encoder's model type.
-SSL_DISPLAY_NAMES = {"distillmos_encoder": "pretrained Distill-MOS", "wavlm": "WavLM", "hubert": "HuBERT",
-                     "wav2vec2": "wav2vec2"}
+#: How a card names an SSL encoder's model type where the type alone would not say it (others: the model type).
+SSL_DISPLAY_NAMES = {"distillmos_encoder": "pretrained Distill-MOS"}
 
 
 def ssl_name(config: Mapping[str, Any]) -> str | None:
