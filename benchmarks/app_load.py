@@ -117,23 +117,8 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     return {f"p{q}": float(np.percentile(seconds, q)) for q in (50, 90, 99)} | {"max": max(seconds)}
 
 
-def burst(url: str, pid: int, users: int, path: Path) -> dict:
-    """`users` people press Score on the same short clip at once."""
-    from gradio_client import Client
-
-    clients = [Client(url, verbose=False) for _ in range(users)]
-    reset_peak(pid)
-    before = memory_mb(pid)
-    with ThreadPoolExecutor(users) as pool:
-        answers = list(pool.map(lambda client: timed_request(client, path), clients))
-    after = memory_mb(pid)
-    seconds = [answer["seconds"] for answer in answers]
-    return {"users": users, "answered": sum(answer["ok"] for answer in answers), **percentiles(seconds),
-            "rss_before_mb": before["rss_mb"], "peak_mb": after["peak_mb"], "rss_after_mb": after["rss_mb"]}
-
-
-def long_uploads(url: str, pid: int, path: Path, count: int = 1) -> dict:
-    """`count` people upload the same long file at once."""
+def requests_at_once(url: str, pid: int, path: Path, count: int) -> tuple[list[dict], dict, dict]:
+    """`count` clients send `path` at once: their answers and the app's memory before and after (peak reset)."""
     from gradio_client import Client
 
     clients = [Client(url, verbose=False) for _ in range(count)]
@@ -141,7 +126,20 @@ def long_uploads(url: str, pid: int, path: Path, count: int = 1) -> dict:
     before = memory_mb(pid)
     with ThreadPoolExecutor(count) as pool:
         answers = list(pool.map(lambda client: timed_request(client, path), clients))
-    after = memory_mb(pid)
+    return answers, before, memory_mb(pid)
+
+
+def burst(url: str, pid: int, users: int, path: Path) -> dict:
+    """`users` people press Score on the same short clip at once."""
+    answers, before, after = requests_at_once(url, pid, path, users)
+    seconds = [answer["seconds"] for answer in answers]
+    return {"users": users, "answered": sum(answer["ok"] for answer in answers), **percentiles(seconds),
+            "rss_before_mb": before["rss_mb"], "peak_mb": after["peak_mb"], "rss_after_mb": after["rss_mb"]}
+
+
+def long_uploads(url: str, pid: int, path: Path, count: int = 1) -> dict:
+    """`count` people upload the same long file at once."""
+    answers, before, after = requests_at_once(url, pid, path, count)
     return {"uploads": count, "answered": sum(answer["ok"] for answer in answers),
             "windows": answers[0].get("windows"), "seconds": max(answer["seconds"] for answer in answers),
             "rss_before_mb": before["rss_mb"], "peak_mb": after["peak_mb"], "rss_after_mb": after["rss_mb"],
