@@ -117,7 +117,10 @@ def label_matrix(dataset, columns: list[str], ranges: dict[str, list[float] | No
             raise DatasetValidationError(f"{source}: column {column!r} has no label at all (every value is missing)")
         value_range = ranges.get(column)
         if value_range is not None:
-            outside = np.flatnonzero((values < value_range[0]) | (values > value_range[1]))
+            # Compared in float32, the model's precision: a teacher's label at its range's end, written out in full
+            # (4.644000053405762 for 4.644), is inside.
+            low, high, single = np.float32(value_range[0]), np.float32(value_range[1]), values.astype(np.float32)
+            outside = np.flatnonzero((single < low) | (single > high))
             if outside.size:
                 shown = ", ".join(f"row {row}: {values[row]:g}" for row in outside[:5])
                 raise DatasetValidationError(

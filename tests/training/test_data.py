@@ -140,6 +140,23 @@ def test_bad_labels_are_refused(corpus, extractor, tmp_path, edit, message):
         prepare(load_speech_dataset(rewrite(corpus, tmp_path, edit), "path"), extractor)
 
 
+def test_a_label_at_its_range_end_in_full_float32_digits_is_inside(corpus, extractor, tmp_path):
+    # A teacher saturated at PESQ's top writes float32(4.644) in full: 4.644000053405762; it is not out of range,
+    # while a label a float32 step beyond the end still is.
+    top = float(np.float32(4.644))
+    assert top > 4.644
+    (tmp_path / "inside").mkdir(), (tmp_path / "outside").mkdir()
+    inside = rewrite(corpus, tmp_path / "inside", lambda rows: [{**r, "pesq": repr(top) if i == 0 else r["pesq"]}
+                                                               for i, r in enumerate(rows)])
+    dataset = prepare(load_speech_dataset(inside, "path"), extractor).dataset
+    assert dataset[0]["pseudo_labels"][0] == pytest.approx(top)
+    beyond = repr(float(np.nextafter(np.float32(4.644), np.float32(5))))
+    outside = rewrite(corpus, tmp_path / "outside", lambda rows: [{**r, "pesq": beyond if i == 0 else r["pesq"]}
+                                                                 for i, r in enumerate(rows)])
+    with pytest.raises(DatasetValidationError, match="'pesq' has 1 label"):
+        prepare(load_speech_dataset(outside, "path"), extractor)
+
+
 def test_missing_labels_become_nan(corpus, extractor, tmp_path):
     def blank(rows):
         rows[1]["s_mos"] = ""
