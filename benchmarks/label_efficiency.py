@@ -27,7 +27,10 @@ Runs are resumed one by one (a run with its predictions.csv is not trained again
 epoch's draws carry primary labels) plus `mpl_natural` / `mpl_kt_natural`: the same with `--labelled_batch_share 0`,
 the natural mix (labelled clips drawn at their share of the pool), and `mpl_oracle`: MPL whose pseudo labels are the
 pool's intrusive PESQ / STOI / SDI (computed against the clean reference, what a perfect teacher would give), to tell
-the teacher's errors apart from how much PESQ / STOI / SDI say about the primary targets at all.
+the teacher's errors apart from how much PESQ / STOI / SDI say about the primary targets at all; and `readout`: no
+MTQ-Net at all, a ridge regression (a linear read-out) on the time-averaged frames of the preset's frozen pretrained
+encoder (`--preset small-distillmos`), fitted on the labelled clips, its ridge strength per target chosen on the
+validation set.
 
     .venv/bin/python benchmarks/label_efficiency.py --build_dir work/teacher --output_dir outputs/label_efficiency
     .venv/bin/python benchmarks/label_efficiency.py ... --sizes 50 200 800 --seeds 0 1 2 --methods scratch mpl
@@ -38,6 +41,7 @@ the teacher's errors apart from how much PESQ / STOI / SDI say about the primary
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -47,7 +51,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from modeling_mtqnet.pretrained import SHIPPED_TEACHER
+from modeling_mtqnet.pretrained import PRESET_SSL_MODELS, SHIPPED_TEACHER, SHIPPED_TEACHER_PRESET
 from modeling_mtqnet.tables import columns_of, read_table, to_float, write_table
 from modeling_mtqnet.training.reporting import read_predictions, seed_bootstrap
 from modeling_mtqnet.tools.build_student import (
@@ -55,7 +59,11 @@ from modeling_mtqnet.tools.build_student import (
 )
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 
-METHODS = ("scratch", "kt", "mpl", "mpl_kt", "mpl_natural", "mpl_kt_natural", "mpl_oracle")
+METHODS = ("scratch", "kt", "mpl", "mpl_kt", "mpl_natural", "mpl_kt_natural", "mpl_oracle", "readout")
+#: Not an MTQ-Net: a ridge regression on the frozen encoder's time-averaged features (the baseline MTQ-Net's trunk must
+#: beat to earn its place); its ridge strength per target is chosen on the validation set.
+READOUT = "readout"
+READOUT_RIDGES = tuple(10.0 ** k for k in range(-3, 5))
 VARIANT_SUFFIXES = ("_natural", "_oracle")
 LOSSES = ("huber", "mse", "mae")
 DEFAULT_OBJECTIVE = ("huber", 1.0, 1.0)  # `mtqnet train`'s: the paper's best (Table 2)
@@ -130,6 +138,76 @@ def oracle_table(build_dir: Path, pooled: Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
+def encoder_student(preset: str):
+    """A `--method scratch` student of the preset, built as `mtqnet train` builds it (for its frozen encoder)."""
+    from modeling_mtqnet.training.recipe import build_model, parse_arguments
+
+    model_args, data_args, _ = parse_arguments(["--train_file", "unused.csv", "--output_dir", "unused",
+                                                "--preset", preset, "--method", "scratch"])
+    model = build_model(model_args, data_args)
+    if not model.mtqnet.can_cache_ssl_features:
+        raise SystemExit(f"--preset {preset} has no frozen pretrained encoder to read out")
+    return model
+
+
+_POOLED: dict[tuple[str, str], np.ndarray] = {}
+
+
+def pooled_encoder_features(paths: Sequence[str], preset: str) -> np.ndarray:
+    """(clips, hidden): the time average of the preset's frozen encoder frames of each clip, decoded as `mtqnet
+    train` decodes it (so the disk feature cache of earlier runs is reused; kept in memory across runs)."""
+    import datasets
+
+    from modeling_mtqnet.model import MTQNetFeatureExtractor
+    from modeling_mtqnet.training.features_cache import DEFAULT_SSL_CACHE_DIR, cache_ssl_features
+
+    missing = [path for path in dict.fromkeys(paths) if (preset, path) not in _POOLED]
+    if missing:
+        model = encoder_student(preset)
+        extractor = MTQNetFeatureExtractor.from_model_config(model.config)
+        clips = datasets.Dataset.from_dict({"input_values": [extractor.prepare_waveform(path) for path in missing]})
+        cache_dir = None if str(DEFAULT_SSL_CACHE_DIR) == "none" else DEFAULT_SSL_CACHE_DIR
+        encoded = cache_ssl_features(clips, model, desc="encoder features", cache_dir=cache_dir)
+        for path, frames in zip(missing, encoded["ssl_hidden_states"]):
+            _POOLED[preset, path] = np.asarray(frames, dtype=np.float64).mean(axis=0)
+    return np.stack([_POOLED[preset, path] for path in paths])
+
+
+def readout_run(files: dict[str, Path], shared: dict[str, Path], output: Path, preset: str) -> None:
+    """Ridge regression on pooled encoder features: fitted on the labelled clips, the ridge strength of each target
+    chosen by validation LCC, the test clips' predictions written as a training run writes them."""
+    from modeling_mtqnet.training.reporting import lcc_srcc_mse, write_predictions_csv
+
+    tables = {"train": read_table(files["labelled"]), "validation": read_table(shared["validation"]),
+              "test": read_table(shared["test"])}
+    features = {name: pooled_encoder_features([row["path"] for row in rows], preset) for name, rows in tables.items()}
+    labels = {name: np.array([[to_float(row[t]) for t in PRIMARY_TARGETS] for row in rows])
+              for name, rows in tables.items()}
+    mean, scale = features["train"].mean(axis=0), features["train"].std(axis=0) + 1e-8
+    standard = {name: (values - mean) / scale for name, values in features.items()}
+    train_x = np.hstack([standard["train"], np.ones((len(standard["train"]), 1))])
+    predictions = np.zeros_like(labels["test"])
+    chosen = {}
+    for k, target in enumerate(PRIMARY_TARGETS):
+        best = None
+        for ridge in READOUT_RIDGES:
+            penalty = ridge * np.eye(train_x.shape[1])
+            penalty[-1, -1] = 0.0  # the intercept is not shrunk
+            weights = np.linalg.solve(train_x.T @ train_x + penalty, train_x.T @ labels["train"][:, k])
+            predict = {name: standard[name] @ weights[:-1] + weights[-1] for name in ("validation", "test")}
+            lcc = lcc_srcc_mse(predict["validation"], labels["validation"][:, k])[0]
+            if best is None or lcc > best[0]:
+                best = (lcc, ridge, predict["test"])
+        chosen[target] = best[1]
+        predictions[:, k] = best[2]
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "readout.json").write_text(json.dumps({"ridge": chosen, "features": features["train"].shape[1]},
+                                                    indent=2))
+    write_predictions_csv(output / "predictions.csv", [row["path"] for row in tables["test"]], PRIMARY_TARGETS,
+                          predictions, labels["test"])
+
+
 def train_run(method: str, objective: tuple[str, float, float], size: int, seed: int, files: dict[str, Path],
               shared: dict[str, Path], output: Path, args: argparse.Namespace) -> None:
     from modeling_mtqnet.training.recipe import train_resuming
@@ -142,6 +220,7 @@ def train_run(method: str, objective: tuple[str, float, float], size: int, seed:
         base_method(method), train_file, shared, output,
         preset=args.preset, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
         crop_s=args.crop_s, seed=seed, evaluations=4, teacher=SHIPPED_TEACHER,
+        ssl_model=PRESET_SSL_MODELS.get(args.preset) or "none",
         labelled_batch_share=0.0 if method.endswith("_natural") else None,
         extra=["--disable_tqdm", "true", "--loss_type", loss, "--huber_delta", str(delta), "--alpha", str(alpha)])
     train_resuming(arguments, prog="label_efficiency")
@@ -262,22 +341,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build_dir", type=Path, required=True, help="work folder of `mtqnet build-pretrained`")
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/label_efficiency"))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 800])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 600])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=["scratch", "kt", "mpl", "mpl_kt"], choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=["scratch", "kt", "mpl", "mpl_kt", READOUT], choices=METHODS)
     parser.add_argument("--objectives", nargs="+", type=parse_objective, default=[DEFAULT_OBJECTIVE],
                         help="LOSS/DELTA/ALPHA per arm (loss huber, mse or mae; Huber delta; frame-loss weight); "
                              "every method is trained with each (default: huber/1/1)")
     parser.add_argument("--reference", default="scratch",
                         help="the arm differences are taken to (an arm name: a method, or METHOD~LOSS_dD_aA)")
-    parser.add_argument("--pool", type=int, default=3000, help="student pool clips (training split)")
+    parser.add_argument("--pool", type=int, default=2000, help="student pool clips (training split)")
     parser.add_argument("--validation", type=int, default=100, help="labelled validation clips shared by every run")
-    parser.add_argument("--test", type=int, default=600, help="test clips (held-out part)")
-    parser.add_argument("--steps", type=int, default=200, help="optimiser steps of every run")
+    parser.add_argument("--test", type=int, default=300, help="test clips (held-out part)")
+    parser.add_argument("--steps", type=int, default=300, help="optimiser steps of every run")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
-    parser.add_argument("--crop_s", type=float, default=2.5, help="training clips are randomly cropped to this")
-    parser.add_argument("--preset", default="small")
+    parser.add_argument("--crop_s", type=lambda text: None if text == "none" else float(text), default=None,
+                        help="training clips are randomly cropped to this; `none`: whole clips (a frozen encoder's "
+                             "cached features belong to whole clips)")
+    parser.add_argument("--preset", default=SHIPPED_TEACHER_PRESET,
+                        help="the students' preset (the shipped teacher's: the small trunk on the frozen encoder)")
     parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap rounds")
     parser.add_argument("--workers", type=int, default=2, help="processes for the DNSMOS labels")
     parser.add_argument("--report_only", action="store_true", help="only (re)write the report from finished runs")
@@ -319,7 +401,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         continue
                     print(f"[label_efficiency] {name}", flush=True)
                     start = time.perf_counter()
-                    train_run(method, objective, size, seed, files, shared, output, args)
+                    if method == READOUT:
+                        readout_run(files, shared, output, args.preset)
+                    else:
+                        train_run(method, objective, size, seed, files, shared, output, args)
                     timings[name] = round(time.perf_counter() - start, 1)
                     (out / "timings.json").write_text(json.dumps(timings, indent=2))
     report(out, args.sizes, args.seeds, names, args.bootstrap, args.reference)
