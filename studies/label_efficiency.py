@@ -29,9 +29,9 @@ the natural mix (labelled clips drawn at their share of the pool), and `mpl_orac
 pool's intrusive PESQ / STOI / SDI (computed against the clean reference, what a perfect teacher would give), to tell
 the teacher's errors apart from how much PESQ / STOI / SDI say about the primary targets at all.
 
-    .venv/bin/python benchmarks/label_efficiency.py --build_dir work/teacher --output_dir outputs/label_efficiency
-    .venv/bin/python benchmarks/label_efficiency.py ... --sizes 50 200 800 --seeds 0 1 2 --methods scratch mpl
-    .venv/bin/python benchmarks/label_efficiency.py ... --sizes 200 --methods mpl --reference mpl \
+    .venv/bin/python studies/label_efficiency.py --build_dir work/teacher --output_dir outputs/label_efficiency
+    .venv/bin/python studies/label_efficiency.py ... --sizes 50 200 800 --seeds 0 1 2 --methods scratch mpl
+    .venv/bin/python studies/label_efficiency.py ... --sizes 200 --methods mpl --reference mpl \
         --objectives huber/1/1 mse/1/1 mae/1/1 huber/0.5/1 huber/2/1 huber/1/0
 """
 
