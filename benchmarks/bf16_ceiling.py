@@ -1,10 +1,10 @@
 """What bfloat16 can buy on this CPU at most: the fp32 and bf16 throughput of the operations a WavLM-base-sized encoder
 spends its time in (matrix products and the waveform CNN's 1-D convolutions), at the shapes of a 10 s clip.
 
-A WavLM-base encoder on 10 s spends about 50% of its time in `addmm` (the attention and feed-forward projections:
-499 frames x 768 -> 768 / 3072) and about 30% in the feature encoder's convolutions (torch.profiler;
-benchmarks/README.md, "bfloat16 on CPU"), so the ratio of these kernels' bf16 and fp32 speeds bounds the encoder's bf16 speed-up. CPUs with
-AMX tiles (Intel Sapphire Rapids and later) run bf16 products several times faster than fp32; CPUs with only
+A WavLM-base encoder on 10 s spends about 50% of its time in `addmm` (the attention and feed-forward projections: 499
+frames x 768 -> 768 / 3072) and about 30% in the feature encoder's convolutions (torch.profiler; benchmarks/README.md,
+"bfloat16 ceiling of this CPU"), so the ratio of these kernels' bf16 and fp32 speeds bounds the encoder's bf16 speed-up.
+CPUs with AMX tiles (Intel Sapphire Rapids and later) run bf16 products several times faster than fp32; CPUs with only
 AVX512-BF16 (AMD Zen 4, this machine) about twice as fast.
 
     .venv/bin/python benchmarks/bf16_ceiling.py [--threads N] [--repeats R]

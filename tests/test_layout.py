@@ -22,7 +22,7 @@ LAYERS = {
     "tools": 6,
     "cli": 7, "__main__": 8, "__init__": 8,
 }
-TOP_LEVEL_SCRIPTS = {"train", "push_to_hub", "model_card", "tests", "benchmarks"}
+TOP_LEVEL_SCRIPTS = {"train", "push_to_hub", "model_card", "tests", "benchmarks", "studies"}
 
 
 def modules() -> list[Path]:

@@ -70,7 +70,7 @@ class TeacherRecipe:
             crops), about 0.2 s a clip on 2 cores.
         dropout: dropout after the trunk's dense layer. 0: with the reference's 0.3 the heads' multiplicative
             attention saw other activations in training than at inference and the shipped SDI read +0.30 high
-            (benchmarks/README.md, "Teacher: what limits it").
+            (studies/teacher_diagnosis.md, "Dropout").
         epochs, batch_size, learning_rate: training schedule (cosine decay, 5% warm-up).
         select_best_epoch: keep the epoch with the best validation LCC instead of the last one. Off: validation
             holds a few whole speakers and its LCC swings by 0.1 between epochs, so it picked early, worse epochs.

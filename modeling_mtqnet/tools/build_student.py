@@ -12,7 +12,7 @@ It starts from the teacher's corpus (the same recipe gives the same clips, byte 
 5. `evaluate`    LCC / SRCC / MSE / bias on the test part, overall and per factor (noise, system, language);
 6. `ship`        the model folder with its card (model-index with the stand-in wording) and build_info.json.
 
-The same parts, labels and training tables serve `benchmarks/label_efficiency.py` (one definition of each).
+The same parts, labels and training tables serve `studies/label_efficiency.py` (one definition of each).
 Primary labels are DNSMOS P.835 predictions, not listening tests and not 3QUEST: the model learns to predict DNSMOS
 P.835 from fewer computations and with frame curves, on the kinds of speech and degradations of the corpus.
 """
@@ -92,7 +92,7 @@ class StudentRecipe:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Parts, labels, tables (shared with benchmarks/label_efficiency.py)
+# Parts, labels, tables (shared with studies/label_efficiency.py)
 # ----------------------------------------------------------------------------------------------------------------
 
 

@@ -67,7 +67,7 @@ STAND_IN_NOTE = ("Primary labels are stand-ins: DNSMOS P.835 SIG, BAK and OVRL (
                  "G-MOS. 3QUEST, the paper's labeller, is a paid tool that cannot run here, so these numbers say how "
                  "well each method learns DNSMOS P.835, not 3QUEST.")
 # Scratch, the paper's MPL, and MPL with the trunk started from the teacher's: the label-efficiency study
-# (benchmarks/README.md) found the gain over scratch with a few hundred labels in the teacher's trunk.
+# (studies/label_efficiency.md) found the gain over scratch with a few hundred labels in the teacher's trunk.
 DEFAULT_METHODS = ("scratch", "mpl", "mpl_kt")
 FINAL_METHODS = ("mpl_kt", "mpl")  # the final model: the first of these trained (else the last method)
 DEFAULT_POOL_DIR = Path("data/pool")

@@ -6,7 +6,7 @@ Methods (the paper's four set-ups):
   mpl      primary labels + pseudo-label heads trained on --pseudo_label_columns (at least half of the draws are
            labelled clips: --labelled_batch_share)
   mpl_kt   both
-The default follows the label-efficiency study (benchmarks/README.md): mpl_kt from the shipped teacher's trunk
+The default follows the label-efficiency study (studies/label_efficiency.md): mpl_kt from the shipped teacher's trunk
 (mtqnet/teacher-pesq-stoi-sdi, unless --teacher names another) when the student is built like it (--preset
 small-distillmos, the default, with its Distill-MOS encoder and fusion); mpl otherwise, and when continuing a saved
 model (--model_name_or_path).

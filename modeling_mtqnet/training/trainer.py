@@ -65,7 +65,7 @@ def has_primary_labels(dataset) -> np.ndarray:
 
 
 # `mtqnet train --method mpl / mpl_kt` draws at least half of its training clips from the labelled ones. Measured
-# (benchmarks/README.md, label efficiency): with 200 labelled clips among 2,900 pseudo-labelled ones, the natural mix
+# (studies/label_efficiency.md): with 200 labelled clips among 2,900 pseudo-labelled ones, the natural mix
 # (7% labelled per batch) was worse than scratch on every target (about -0.08 LCC), half-labelled batches level with it.
 DEFAULT_LABELLED_BATCH_SHARE = 0.5
 

@@ -1,4 +1,4 @@
-"""benchmarks/label_efficiency.py: a scaled-down study runs end to end on a scaled-down teacher build (DNSMOS stand-in
+"""studies/label_efficiency.py: a scaled-down study runs end to end on a scaled-down teacher build (DNSMOS stand-in
 labels, the shipped teacher's pseudo labels, paired runs, bootstrap intervals, report and curve) and resumes; the
 bootstrap is checked on cases whose answer is known."""
 
@@ -16,7 +16,7 @@ from modeling_mtqnet.tables import read_table, to_float
 from modeling_mtqnet.tools.demo import stand_in_mos
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = importlib.util.spec_from_file_location("label_efficiency", REPO / "benchmarks" / "label_efficiency.py")
+SPEC = importlib.util.spec_from_file_location("label_efficiency", REPO / "studies" / "label_efficiency.py")
 study = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(study)
 
@@ -129,7 +129,7 @@ def test_oracle_arm_trains_on_the_intrusive_labels_in_place_of_the_teachers(fini
 
 
 RELATEDNESS_SPEC = importlib.util.spec_from_file_location("pseudo_label_relatedness",
-                                                          REPO / "benchmarks" / "pseudo_label_relatedness.py")
+                                                          REPO / "studies" / "pseudo_label_relatedness.py")
 relatedness = importlib.util.module_from_spec(RELATEDNESS_SPEC)
 RELATEDNESS_SPEC.loader.exec_module(relatedness)
 

@@ -32,9 +32,9 @@ MTQ-Net at all, a ridge regression (a linear read-out) on the time-averaged fram
 encoder (`--preset small-distillmos`), fitted on the labelled clips, its ridge strength per target chosen on the
 validation set.
 
-    .venv/bin/python benchmarks/label_efficiency.py --build_dir work/teacher --output_dir outputs/label_efficiency
-    .venv/bin/python benchmarks/label_efficiency.py ... --sizes 50 200 800 --seeds 0 1 2 --methods scratch mpl
-    .venv/bin/python benchmarks/label_efficiency.py ... --sizes 200 --methods mpl --reference mpl \
+    .venv/bin/python studies/label_efficiency.py --build_dir work/teacher --output_dir outputs/label_efficiency
+    .venv/bin/python studies/label_efficiency.py ... --sizes 50 200 800 --seeds 0 1 2 --methods scratch mpl
+    .venv/bin/python studies/label_efficiency.py ... --sizes 200 --methods mpl --reference mpl \
         --objectives huber/1/1 mse/1/1 mae/1/1 huber/0.5/1 huber/2/1 huber/1/0
 """
 

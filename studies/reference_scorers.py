@@ -7,10 +7,10 @@ package's conversion, `DistillMosForQualityScore`), and reads a shipped model's 
 overall and by the build's factor groups (`build_pretrained.evaluate_by_factor`): LCC / SRCC of each. A general MOS
 cannot match a target's scale (MSE and bias are left out); ranking is what it can share.
 
-    .venv/bin/python benchmarks/reference_scorers.py --test_table work/small-p835/tables/test.csv \\
+    .venv/bin/python studies/reference_scorers.py --test_table work/small-p835/tables/test.csv \\
         --predictions work/small-p835/train/predictions.csv --targets s_mos n_mos g_mos \\
         --corpus_info work/teacher/corpus/corpus_info.json --output results.md
-    .venv/bin/python benchmarks/reference_scorers.py --test_table work/teacher/labels/test.csv \
+    .venv/bin/python studies/reference_scorers.py --test_table work/teacher/labels/test.csv \
         --paths_from work/small-p835/tables/test.csv --predictions work/teacher/train/predictions.csv \
         --targets pesq stoi sdi --corpus_info work/teacher/corpus/corpus_info.json
 """

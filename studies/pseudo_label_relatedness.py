@@ -1,13 +1,13 @@
 """How much do the pseudo-label targets (PESQ / STOI / SDI) say about the primary targets (the DNSMOS P.835 stand-ins)?
 
 MPL trains the trunk on the pseudo-label targets beside the primary ones; that can only help if the two are related.
-On the labelled candidates of a label-efficiency study (`benchmarks/label_efficiency.py --output_dir STUDY`), this
+On the labelled candidates of a label-efficiency study (`studies/label_efficiency.py --output_dir STUDY`), this
 prints, for each primary target, the Pearson correlation (LCC) of each pseudo-label target with it and the multiple
 correlation R of a least-squares linear fit of the primary target on all three, in sample and 5-fold cross-validated:
 once for the shipped teacher's predictions (the pseudo labels MPL trains on) and once for the intrusive labels of the
 teacher build (what a perfect teacher would give).
 
-    .venv/bin/python benchmarks/pseudo_label_relatedness.py --study_dir outputs/le_full --build_dir work/teacher
+    .venv/bin/python studies/pseudo_label_relatedness.py --study_dir outputs/le_full --build_dir work/teacher
 """
 
 from __future__ import annotations

@@ -34,12 +34,12 @@
             options. `shipped` trains nothing: the shipped teacher (8,000 training clips, 8 epochs) on the same test
             clips, for scale.
 
-    .venv/bin/python benchmarks/teacher_diagnosis.py lookup --build_dir work/teacher
-    .venv/bin/python benchmarks/teacher_diagnosis.py features --build_dir work/teacher
-    .venv/bin/python benchmarks/teacher_diagnosis.py dropout --build_dir work/teacher
-    .venv/bin/python benchmarks/teacher_diagnosis.py saturation --build_dir work/teacher [--model_dir DIR --gain G]
-    .venv/bin/python benchmarks/teacher_diagnosis.py fit --build_dir work/teacher --clips 600 [--model_dir DIR]
-    .venv/bin/python benchmarks/teacher_diagnosis.py arms --build_dir work/teacher --output_dir outputs/teacher_arms \\
+    .venv/bin/python studies/teacher_diagnosis.py lookup --build_dir work/teacher
+    .venv/bin/python studies/teacher_diagnosis.py features --build_dir work/teacher
+    .venv/bin/python studies/teacher_diagnosis.py dropout --build_dir work/teacher
+    .venv/bin/python studies/teacher_diagnosis.py saturation --build_dir work/teacher [--model_dir DIR --gain G]
+    .venv/bin/python studies/teacher_diagnosis.py fit --build_dir work/teacher --clips 600 [--model_dir DIR]
+    .venv/bin/python studies/teacher_diagnosis.py arms --build_dir work/teacher --output_dir outputs/teacher_arms \\
         --arms base nodrop nosinc wide std log snr whole gain gain_small batch8 lr_high noframe shipped
 
 Run alone on the machine (2 intra-op threads); each arm prints its test LCC / MSE / bias and its wall time.
