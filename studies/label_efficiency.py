@@ -159,7 +159,7 @@ def pooled_encoder_features(paths: Sequence[str], preset: str) -> np.ndarray:
     train` decodes it (so the disk feature cache of earlier runs is reused; kept in memory across runs)."""
     import datasets
 
-    from modeling_mtqnet.model import MTQNetFeatureExtractor
+    from modeling_mtqnet.model.feature_extraction_mtqnet import MTQNetFeatureExtractor
     from modeling_mtqnet.training.features_cache import DEFAULT_SSL_CACHE_DIR, cache_ssl_features
 
     missing = [path for path in dict.fromkeys(paths) if (preset, path) not in _POOLED]

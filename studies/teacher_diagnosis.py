@@ -19,7 +19,7 @@
             test clips, whole clips both: LCC / SRCC / MSE per split. Training LCC no better than test LCC means the
             trunk underfits what it was trained on.
   arms      short training runs of the teacher recipe on a subset (default 3,000 training clips, 4 epochs, the last
-            model, 600 test clips, seed 0), one change per arm: `base` (the recipe as it was in the sixth session:
+            model, 600 test clips, seed 0), one change per arm: `base` (the recipe as it was on 2026-11-30:
             dropout 0.3, the last model), `nodrop` (dropout 0: today's recipe), `nosinc`
             (no sinc branch), `wide` (CNN 16-32-64-64, BLSTM 128, dense 128), `std` (each target's loss on
             labels divided by its training standard deviation), `log` (log1p(1000 x) of the spectral and sinc
@@ -69,7 +69,7 @@ def lcc(predicted: np.ndarray, true: np.ndarray) -> float:
 
 ARMS = ("base", "nodrop", "nosinc", "wide", "std", "log", "snr", "whole", "gain", "gain_small", "batch8", "lr_high",
         "noframe", "shipped")
-# The arms' base is the teacher recipe as the arms were first run (sixth session): the `small` preset's dropout 0.3
+# The arms' base is the teacher recipe as the arms were first run (2026-11-30): the `small` preset's dropout 0.3
 # and the last model. The recipe has trained without dropout since (`TeacherRecipe.dropout`): that is the `nodrop` arm.
 ARMS_BASE_DROPOUT = 0.3
 # Arms that change something else on top of today's recipe (dropout 0), to be read against `nodrop`.

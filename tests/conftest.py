@@ -8,7 +8,7 @@ import tempfile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub: tests never download
 # Commands run in-process keep torch's thread count (tests/test_threads.py checks the free-core choice itself).
 os.environ.setdefault("MTQNET_THREADS", "all")
-# Cached SSL features go to a folder of this session, never to the user's ~/.cache.
+# Cached SSL features go to a folder of this test run, never to the user's ~/.cache.
 os.environ.setdefault("MTQNET_SSL_CACHE", tempfile.mkdtemp(prefix="mtqnet-ssl-cache-"))
 
 from pathlib import Path  # noqa: E402
