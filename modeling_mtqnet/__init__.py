@@ -29,7 +29,7 @@ from .model.pipeline_mtqnet import SpeechQualityAssessmentPipeline
 from .pretrained import SHIPPED as SHIPPED_MODELS
 from .pretrained import pretrained_path, resolve_model
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 PIPELINE_TASK = "speech-quality-assessment"
 
 AutoConfig.register(MTQNetConfig.model_type, MTQNetConfig, exist_ok=True)

@@ -28,8 +28,8 @@ epoch's draws carry primary labels) plus `mpl_natural` / `mpl_kt_natural`: the s
 the natural mix (labelled clips drawn at their share of the pool), and `mpl_oracle`: MPL whose pseudo labels are the
 pool's intrusive PESQ / STOI / SDI (computed against the clean reference, what a perfect teacher would give), to tell
 the teacher's errors apart from how much PESQ / STOI / SDI say about the primary targets at all; and `readout`: no
-MTQ-Net at all, a ridge regression (a linear read-out) on the time-averaged frames of the preset's frozen pretrained
-encoder (`--preset small-distillmos`), fitted on the labelled clips, its ridge strength per target chosen on the
+MTQ-Net at all, a ridge regression (a linear read-out) on the mean and standard deviation over time of the preset's
+frozen pretrained encoder's frames (`--preset small-distillmos`), fitted on the labelled clips, its ridge strength per target chosen on the
 validation set.
 
     .venv/bin/python studies/label_efficiency.py --build_dir work/teacher --output_dir outputs/label_efficiency
@@ -60,8 +60,8 @@ from modeling_mtqnet.tools.build_student import (
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 
 METHODS = ("scratch", "kt", "mpl", "mpl_kt", "mpl_natural", "mpl_kt_natural", "mpl_oracle", "readout")
-#: Not an MTQ-Net: a ridge regression on the frozen encoder's time-averaged features (the baseline MTQ-Net's trunk must
-#: beat to earn its place); its ridge strength per target is chosen on the validation set.
+#: Not an MTQ-Net: a ridge regression on the mean and standard deviation over time of the frozen encoder's frames (the
+#: baseline MTQ-Net's trunk must beat to earn its place); its ridge strength per target is chosen on the validation set.
 READOUT = "readout"
 READOUT_RIDGES = tuple(10.0 ** k for k in range(-3, 5))
 VARIANT_SUFFIXES = ("_natural", "_oracle")
@@ -155,8 +155,9 @@ _POOLED: dict[tuple[str, str], np.ndarray] = {}
 
 
 def pooled_encoder_features(paths: Sequence[str], preset: str) -> np.ndarray:
-    """(clips, hidden): the time average of the preset's frozen encoder frames of each clip, decoded as `mtqnet
-    train` decodes it (so the disk feature cache of earlier runs is reused; kept in memory across runs)."""
+    """(clips, 2 x hidden): the mean and standard deviation over time of the preset's frozen encoder frames of each
+    clip (its own frames only), decoded as `mtqnet train` decodes it (so the disk feature cache of earlier runs is
+    reused; kept in memory across runs)."""
     import datasets
 
     from modeling_mtqnet.model.feature_extraction_mtqnet import MTQNetFeatureExtractor
@@ -170,12 +171,13 @@ def pooled_encoder_features(paths: Sequence[str], preset: str) -> np.ndarray:
         cache_dir = None if str(DEFAULT_SSL_CACHE_DIR) == "none" else DEFAULT_SSL_CACHE_DIR
         encoded = cache_ssl_features(clips, model, desc="encoder features", cache_dir=cache_dir)
         for path, frames in zip(missing, encoded["ssl_hidden_states"]):
-            _POOLED[preset, path] = np.asarray(frames, dtype=np.float64).mean(axis=0)
+            frames = np.asarray(frames, dtype=np.float64)
+            _POOLED[preset, path] = np.concatenate([frames.mean(axis=0), frames.std(axis=0)])
     return np.stack([_POOLED[preset, path] for path in paths])
 
 
 def readout_run(files: dict[str, Path], shared: dict[str, Path], output: Path, preset: str) -> None:
-    """Ridge regression on pooled encoder features: fitted on the labelled clips, the ridge strength of each target
+    """Ridge regression on pooled encoder features (mean and standard deviation): fitted on the labelled clips, the ridge strength of each target
     chosen by validation LCC, the test clips' predictions written as a training run writes them."""
     from modeling_mtqnet.training.reporting import lcc_srcc_mse, write_predictions_csv
 
