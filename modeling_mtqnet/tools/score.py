@@ -560,14 +560,8 @@ def parse_args(argv: list[str] | None = None, prog: str | None = "mtqnet score")
 
 def score_corpus(args: argparse.Namespace) -> Path:
     """Run the command in this process (one of several under a launcher); returns OUT."""
-    from tqdm.auto import tqdm
-
     state = ProcessState(cpu=args.device == "cpu")
-    prefix = f"[mtqnet-score {state.rank}/{state.world}] " if state.world > 1 else "[mtqnet-score] "
-
-    def log(message: str) -> None:
-        tqdm.write(prefix + message, file=sys.stderr)
-
+    log = process_log(state)
     output = Path(args.output).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
     config = _load_config(args.model)
@@ -578,12 +572,45 @@ def score_corpus(args: argparse.Namespace) -> Path:
     if not paths:
         raise SystemExit(f"No audio found in {args.inputs} (extensions: {args.extensions})")
     resume_output = check_output(output, args.inputs, paths, args.overwrite)
+    done = files_done(output, paths, resume_output, args.retry_errors, state, log)
+    state.barrier()  # stale markers are gone before anyone writes a new one
 
-    # Resume: files already in OUT or in any partial file (rows complete; a torn last line is ignored).
+    mine = [path for index, path in enumerate(paths) if index % state.world == state.rank and path not in done]
+    device = torch.device(args.device) if args.device else state.device
+    if args.dtype == "fp16" and device.type == "cpu":
+        raise SystemExit("--dtype fp16 needs a GPU (CPU kernels of this model are not all there in float16); use "
+                         "--dtype bf16 on a CPU")
+    plot_dir = Path(args.plot_dir) if args.plot_dir else None
+    counts = score_files(mine, args, device, partial_path(output, state.rank, state.world), plot_dir, state, log)
+    marker = done_marker(output, state.rank, state.world)
+    marker.with_name(marker.name + ".tmp").write_text(json.dumps(counts))
+    os.replace(marker.with_name(marker.name + ".tmp"), marker)  # whole, so the main process never reads half
+    if not state.is_main:
+        return output
+    return merge_when_all_done(output, paths, list(config.target_names), resume_output, plot_dir, state, log)
+
+
+def process_log(state: ProcessState) -> LogFunction:
+    """A log on stderr that names the process (one of several under a launcher) and keeps the progress bars whole."""
+    from tqdm.auto import tqdm
+
+    prefix = f"[mtqnet-score {state.rank}/{state.world}] " if state.world > 1 else "[mtqnet-score] "
+
+    def log(message: str) -> None:
+        tqdm.write(prefix + message, file=sys.stderr)
+
+    return log
+
+
+def files_done(output: Path, paths: Sequence[str], resume_output: bool, retry_errors: bool, state: ProcessState,
+               log: LogFunction) -> set[str]:
+    """Resume: the files already in OUT or in any partial file (rows complete; a torn last line is ignored), but for
+    those with an error when `retry_errors`. The main process also clears an earlier run's done markers and says
+    which files it skips."""
     earlier = read_table(output, required="path") if resume_output else []
     sources = ([output] if earlier else []) + partial_paths(output)
     earlier += [row for partial in partial_paths(output) for row in read_jsonl(partial, required="path")]
-    done = {row["path"] for row in earlier if not (args.retry_errors and row.get(ERROR_COLUMN))}
+    done = {row["path"] for row in earlier if not (retry_errors and row.get(ERROR_COLUMN))}
     if state.is_main:
         for marker in output.parent.glob(glob.escape(output.name) + ".done-*"):
             marker.unlink()
@@ -592,47 +619,49 @@ def score_corpus(args: argparse.Namespace) -> Path:
             listed = ", ".join(skipped[:20]) + (f", ... and {len(skipped) - 20} more" if len(skipped) > 20 else "")
             log(f"resuming: {len(skipped)} of {len(paths)} file(s) already scored in "
                 f"{', '.join(p.name for p in sources)}: skipping {listed}")
-    state.barrier()  # stale markers are gone before anyone writes a new one
+    return done
 
-    mine = [path for index, path in enumerate(paths) if index % state.world == state.rank and path not in done]
-    device = torch.device(args.device) if args.device else state.device
-    if args.dtype == "fp16" and device.type == "cpu":
-        raise SystemExit("--dtype fp16 needs a GPU (CPU kernels of this model are not all there in float16); use "
-                         "--dtype bf16 on a CPU")
-    config_names = list(config.target_names)
-    columns = [*FILE_COLUMNS, *config_names, CHUNKS_COLUMN, ERROR_COLUMN, WARNING_COLUMN]
-    plot_dir = Path(args.plot_dir) if args.plot_dir else None
+
+def score_files(mine: Sequence[str], args: argparse.Namespace, device: torch.device, partial: Path,
+                plot_dir: Path | None, state: ProcessState, log: LogFunction) -> dict[str, int]:
+    """Score this process's files into its partial file, batch by batch; {"scored": ..., "errors": ...}. The model is
+    loaded only when there is something to score."""
+    from tqdm.auto import tqdm
+
     counts = {"scored": 0, "errors": 0}
-    if mine:
-        model, extractor = load_model(args.model, device, args.dtype)
-        scorer = CorpusScorer(model, extractor, device, args.batch_size, args.chunk_length_s or None,
-                              args.stride_length_s)
-        log(f"scoring {len(mine)} file(s) on {device} with {args.num_workers} decoding worker(s)")
-        loader = decode_loader(mine, extractor, args.batch_size, args.num_workers, bool(args.chunk_length_s))
-        writer = PartialWriter(partial_path(output, state.rank, state.world))
-        bar = tqdm(total=len(mine), unit="file", desc=f"scoring {state.rank}" if state.world > 1 else "scoring",
-                   position=state.rank, disable=args.no_progress, dynamic_ncols=True)
-        try:
-            for batch in loader:
-                rows = scorer.score_batch(batch, plot_dir)
-                writer.write(rows)
-                errors = sum(bool(row[ERROR_COLUMN]) for row in rows)
-                counts["errors"] += errors
-                counts["scored"] += len(rows) - errors
-                bar.update(len(rows))
-                bar.set_postfix(errors=counts["errors"], refresh=False)
-        finally:
-            bar.close()
-            writer.close()
-    marker = done_marker(output, state.rank, state.world)
-    marker.with_name(marker.name + ".tmp").write_text(json.dumps(counts))
-    os.replace(marker.with_name(marker.name + ".tmp"), marker)  # whole, so the main process never reads half
-    if not state.is_main:
-        return output
+    if not mine:
+        return counts
+    model, extractor = load_model(args.model, device, args.dtype)
+    scorer = CorpusScorer(model, extractor, device, args.batch_size, args.chunk_length_s or None,
+                          args.stride_length_s)
+    log(f"scoring {len(mine)} file(s) on {device} with {args.num_workers} decoding worker(s)")
+    loader = decode_loader(mine, extractor, args.batch_size, args.num_workers, bool(args.chunk_length_s))
+    writer = PartialWriter(partial)
+    bar = tqdm(total=len(mine), unit="file", desc=f"scoring {state.rank}" if state.world > 1 else "scoring",
+               position=state.rank, disable=args.no_progress, dynamic_ncols=True)
+    try:
+        for batch in loader:
+            rows = scorer.score_batch(batch, plot_dir)
+            writer.write(rows)
+            errors = sum(bool(row[ERROR_COLUMN]) for row in rows)
+            counts["errors"] += errors
+            counts["scored"] += len(rows) - errors
+            bar.update(len(rows))
+            bar.set_postfix(errors=counts["errors"], refresh=False)
+    finally:
+        bar.close()
+        writer.close()
+    return counts
 
+
+def merge_when_all_done(output: Path, paths: Sequence[str], names: Sequence[str], resume_output: bool,
+                        plot_dir: Path | None, state: ProcessState, log: LogFunction) -> Path:
+    """The main process, once every process has left its done marker: their partial files merged into OUT (with
+    OUT's earlier rows when resuming), the markers removed, the histograms drawn."""
     markers = [done_marker(output, rank, state.world) for rank in range(state.world)]
     wait_for_markers(markers)
-    totals = {key: sum(json.loads(m.read_text())[key] for m in markers) for key in counts}
+    totals = {key: sum(json.loads(m.read_text())[key] for m in markers) for key in ("scored", "errors")}
+    columns = [*FILE_COLUMNS, *names, CHUNKS_COLUMN, ERROR_COLUMN, WARNING_COLUMN]
     try:
         rows = merge_outputs(output, paths, columns, keep_earlier=resume_output)
     except OSError as error:
@@ -642,7 +671,7 @@ def score_corpus(args: argparse.Namespace) -> Path:
     for marker in markers:
         marker.unlink()
     if plot_dir is not None:
-        plot_histograms(plot_dir, rows, config_names)
+        plot_histograms(plot_dir, rows, names)
     log(f"wrote {output}: {len(rows)} row(s); this run scored {totals['scored']} file(s), "
         f"{totals['errors']} with an error")
     return output
