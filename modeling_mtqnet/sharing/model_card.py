@@ -5,7 +5,7 @@ per target on the test split, or the validation split when there is no test set)
 license, tags and the SSL encoder as base_model; the body is `model_card_template.md`. A model the package ships
 (`mtqnet build-pretrained`) adds a section on its build, rendered from its build_info.json:
 `model_card_shipped_teacher.md` or `model_card_shipped_student.md` (both include `model_card_shipped_encoder.md`).
-Every word of a card is in these templates; the builds give data only.
+The builds give data only: the words of a shipped model's card are in these templates.
 """
 
 from __future__ import annotations
@@ -218,12 +218,12 @@ def build_card_data(config: Mapping[str, Any], options: CardOptions,
     )
 
 
-def shipped_section(options: CardOptions) -> str:
+def render_shipped_section(options: CardOptions) -> str:
     """The section a shipped model's card adds (data, results by factor, limits, rebuild), from its build_info.json;
     empty for any other model."""
     if options.shipped_section is None:
         return ""
-    import jinja2
+    import jinja2  # as ModelCard.from_template, which renders the rest: huggingface_hub keeps it optional
 
     template, targets = SHIPPED_SECTIONS[options.shipped_section]
     info = options.build_info
@@ -269,5 +269,5 @@ def render_card(model_dir: str | Path, options: CardOptions) -> ModelCard:
         repo_id=options.repo_id,
         labels_section=labels_section(options),
         citation=CITATION,
-        shipped_section=shipped_section(options),
+        shipped_section=render_shipped_section(options),
     )

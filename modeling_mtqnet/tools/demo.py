@@ -256,7 +256,7 @@ def stage_corpus(args, size, paths) -> None:
 def stage_labels(args, size, paths) -> None:
     """Student / test parts (and a teacher part with --train_teacher); stand-in labels for the labelled clips and the
     test part; intrusive labels for the test part and the teacher part."""
-    from ..labels.annotate import annotated_rows as annotate
+    from ..labels.annotate import annotated_rows
 
     # Absolute audio paths from here on: the label tables live in another folder than the corpus manifest.
     rows = [{**row, **{column: str(paths["corpus"] / row[column]) for column in ("path", "clean_path")}}
@@ -275,11 +275,12 @@ def stage_labels(args, size, paths) -> None:
     labels.mkdir(parents=True, exist_ok=True)
     if teacher_rows:
         write_rows(corpus / "teacher_part.csv", teacher_rows)
-        write_rows(labels / "teacher.csv", annotate(corpus / "teacher_part.csv", labels / "teacher_intrusive.csv",
-                                                    "intrusive", "clean_path"))
-    intrusive_test = annotate(corpus / "test_part.csv", labels / "test_intrusive.csv", "intrusive", "clean_path")
-    dnsmos_labelled = annotate(corpus / "labelled_part.csv", labels / "labelled_dnsmos.csv", "dnsmos")
-    dnsmos_test = annotate(corpus / "test_part.csv", labels / "test_dnsmos.csv", "dnsmos")
+        write_rows(labels / "teacher.csv", annotated_rows(corpus / "teacher_part.csv",
+                                                          labels / "teacher_intrusive.csv", "intrusive", "clean_path"))
+    intrusive_test = annotated_rows(corpus / "test_part.csv", labels / "test_intrusive.csv", "intrusive",
+                                    "clean_path")
+    dnsmos_labelled = annotated_rows(corpus / "labelled_part.csv", labels / "labelled_dnsmos.csv", "dnsmos")
+    dnsmos_test = annotated_rows(corpus / "test_part.csv", labels / "test_dnsmos.csv", "dnsmos")
     write_rows(labels / "test.csv", merge_label_columns(add_stand_in_labels(dnsmos_test), intrusive_test,
                                                         PSEUDO_LABEL_TARGETS))
     stand_in = {row["path"]: row for row in add_stand_in_labels(merge_label_columns(labelled_rows, dnsmos_labelled,
@@ -323,11 +324,11 @@ def stage_teacher(args, size, paths) -> None:
 def stage_pseudo(args, size, paths) -> None:
     """The teacher's PESQ / STOI / SDI predictions for every student clip (and for the test part, to score the
     teacher), and the students' data files."""
-    from ..labels.annotate import annotated_rows as annotate
+    from ..labels.annotate import annotated_rows
 
     labels, teacher = paths["labels"], str(teacher_dir(args, paths))
-    annotated = annotate(labels / "student_primary.csv", labels / "student_teacher.csv", teacher)
-    annotate(paths["corpus"] / "test_part.csv", labels / "test_teacher.csv", teacher)
+    annotated = annotated_rows(labels / "student_primary.csv", labels / "student_teacher.csv", teacher)
+    annotated_rows(paths["corpus"] / "test_part.csv", labels / "test_teacher.csv", teacher)
     # Only the teacher's predictions become pseudo labels: the student part never sees intrusive scores.
     student = merge_label_columns(read_rows(labels / "student_primary.csv"), annotated, PSEUDO_LABEL_TARGETS)
     write_rows(labels / "student.csv", student)

@@ -238,6 +238,6 @@ def scatter_plots(output_dir: str | os.PathLike, targets: Sequence[str], predict
     return paths
 
 
-__all__ = ["WEAK_LCC", "agg_pyplot", "factor_table", "lcc_srcc_mse", "parse_results_table", "read_predictions", "results_table",
-           "scatter_plots", "seed_bootstrap", "strip_prefix", "weak_target_note", "weak_targets",
+__all__ = ["WEAK_LCC", "agg_pyplot", "factor_table", "lcc_srcc_mse", "parse_results_table", "read_predictions",
+           "results_table", "scatter_plots", "seed_bootstrap", "strip_prefix", "weak_target_note", "weak_targets",
            "write_predictions_csv"]
