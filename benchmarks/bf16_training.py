@@ -21,19 +21,20 @@ from pathlib import Path
 
 import torch
 
-from modeling_mtqnet.tools.build_student import student_arguments
-from modeling_mtqnet.training.recipe import train_resuming
+from modeling_mtqnet.builds.student import student_training_values
+from modeling_mtqnet.training.recipe import train_resuming, training_arguments
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS
 
 
 def run(tables: Path, output: Path, steps: int, seed: int, bf16: bool) -> dict[str, float]:
-    arguments = student_arguments(
+    values = student_training_values(
         "mpl", tables / "pooled.csv", {"validation": tables / "validation.csv", "test": tables / "test.csv"}, output,
-        preset="small", steps=steps, batch_size=16, learning_rate=1e-3, crop_s=3.0, seed=seed, evaluations=3,
-        extra=["--disable_tqdm", "true", "--save_strategy", "no", "--load_best_model_at_end", "false",
-               *(["--bf16", "true"] if bf16 else [])])
+        preset="small", steps=steps, batch_size=16, learning_rate=1e-3, crop_s=3.0, seed=seed, evaluations=3)
+    values.update(disable_tqdm=True, save_strategy="no", load_best_model_at_end=False)
+    if bf16:
+        values["bf16"] = True
     start = time.perf_counter()
-    train_resuming(arguments, prog="bf16_training")
+    train_resuming(training_arguments(values))
     seconds = time.perf_counter() - start
     results = json.loads((output / "eval_results.json").read_text())
     return {"seconds": seconds, **{k: v for k, v in results.items() if k.startswith("test_")}}

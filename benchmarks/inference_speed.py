@@ -163,7 +163,7 @@ def build_model(preset: str, dtype: str = "fp32") -> Any:
     import tempfile
 
     from modeling_mtqnet import MTQNetConfig, MTQNetForSpeechQualityAssessment
-    from modeling_mtqnet.tools.score import DTYPES
+    from modeling_mtqnet.scoring.loading import DTYPES
 
     config = MTQNetConfig.from_preset(preset, **PRESET_OVERRIDES[preset])
     model = MTQNetForSpeechQualityAssessment(config).drop_auxiliary_heads().eval()

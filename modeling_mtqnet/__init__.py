@@ -3,7 +3,8 @@
 Importing this package registers the model with the Auto classes (`AutoConfig`, `AutoModel`,
 `AutoModelForAudioClassification`, `AutoFeatureExtractor`) and the `speech-quality-assessment` pipeline task.
 The package is arranged in wings (docs/ARCHITECTURE.md): `model/` (what a saved folder carries), `training/`,
-`labels/`, `corpus/`, `sharing/`, `tools/`, and the `mtqnet` command in `cli.py`.
+`labels/`, `corpus/`, `sharing/`, `scoring/`, `builds/`, `tools/` (the commands), and the `mtqnet` command in
+`cli.py`.
 """
 
 from transformers import (
@@ -28,9 +29,9 @@ from .model.modeling_mtqnet import (
 from .model.pipeline_mtqnet import SpeechQualityAssessmentPipeline
 from .pretrained import SHIPPED as SHIPPED_MODELS
 from .pretrained import pretrained_path, resolve_model
+from .vocabulary import PIPELINE_TASK
 
 __version__ = "0.3.0"
-PIPELINE_TASK = "speech-quality-assessment"
 
 AutoConfig.register(MTQNetConfig.model_type, MTQNetConfig, exist_ok=True)
 AutoModel.register(MTQNetConfig, MTQNetForSpeechQualityAssessment, exist_ok=True)
@@ -42,7 +43,6 @@ PIPELINE_REGISTRY.register_pipeline(
     pt_model=AutoModelForAudioClassification,
     type="audio",
 )
-
 
 
 def pipeline(task: str = PIPELINE_TASK, model=None, **kwargs):

@@ -1,4 +1,4 @@
-"""The names every wing of the package shares: targets, training methods, columns, file suffixes.
+"""The names every wing of the package shares: the pipeline task, targets, training methods, columns, file suffixes.
 
 One definition each. The target names themselves belong to the model (`model/configuration_mtqnet.py`, which travels
 with a saved folder and so imports nothing from here); they are re-exported so that the recipe, labels and tools
@@ -8,6 +8,9 @@ import them from one place.
 from __future__ import annotations
 
 from .model.configuration_mtqnet import AUXILIARY_TARGETS, PRIMARY_TARGETS
+
+#: The `transformers.pipeline` task the package registers (`pipeline("speech-quality-assessment", model=...)`).
+PIPELINE_TASK = "speech-quality-assessment"
 
 # -- targets ------------------------------------------------------------------------------------------------------
 
@@ -64,6 +67,7 @@ def audio_suffixes(extensions=AUDIO_EXTENSIONS) -> set[str]:
 
 
 __all__ = [
+    "PIPELINE_TASK",
     "PRIMARY_TARGETS", "AUXILIARY_TARGETS", "PSEUDO_LABEL_TARGETS", "TARGET_DISPLAY_NAMES", "display_name",
     "METHODS", "PSEUDO_LABEL_METHODS", "TEACHER_TRUNK_METHODS", "METHOD_DISPLAY_NAMES", "METHOD_DESCRIPTIONS",
     "ERROR_COLUMN", "AUDIO_COLUMN", "TABLE_SUFFIXES", "AUDIO_EXTENSIONS", "audio_suffixes",

@@ -54,8 +54,8 @@ import numpy as np
 from modeling_mtqnet.pretrained import PRESET_SSL_MODELS, SHIPPED_TEACHER, SHIPPED_TEACHER_PRESET
 from modeling_mtqnet.tables import columns_of, read_table, to_float, write_table
 from modeling_mtqnet.training.reporting import read_predictions, seed_bootstrap
-from modeling_mtqnet.tools.build_student import (
-    draw_parts, evaluation_tables, label_parts, read_parts, student_arguments, training_tables,
+from modeling_mtqnet.builds.student import (
+    draw_parts, evaluation_tables, label_parts, read_parts, student_training_values, training_tables,
 )
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 
@@ -212,20 +212,20 @@ def readout_run(files: dict[str, Path], shared: dict[str, Path], output: Path, p
 
 def train_run(method: str, objective: tuple[str, float, float], size: int, seed: int, files: dict[str, Path],
               shared: dict[str, Path], output: Path, args: argparse.Namespace) -> None:
-    from modeling_mtqnet.training.recipe import train_resuming
+    from modeling_mtqnet.training.recipe import train_resuming, training_arguments
 
     loss, delta, alpha = objective
     train_file = files["labelled"]
     if uses_pool(method):
         train_file = oracle_table(args.build_dir, files["pooled"]) if method.endswith("_oracle") else files["pooled"]
-    arguments = student_arguments(
+    values = student_training_values(
         base_method(method), train_file, shared, output,
         preset=args.preset, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
         crop_s=args.crop_s, seed=seed, evaluations=4, teacher=SHIPPED_TEACHER,
         ssl_model=PRESET_SSL_MODELS.get(args.preset) or "none",
-        labelled_batch_share=0.0 if method.endswith("_natural") else None,
-        extra=["--disable_tqdm", "true", "--loss_type", loss, "--huber_delta", str(delta), "--alpha", str(alpha)])
-    train_resuming(arguments, prog="label_efficiency")
+        labelled_batch_share=0.0 if method.endswith("_natural") else None)
+    values.update(disable_tqdm=True, loss_type=loss, huber_delta=float(delta), alpha=float(alpha))
+    train_resuming(training_arguments(values))
 
 
 # ----------------------------------------------------------------------------------------------------------------

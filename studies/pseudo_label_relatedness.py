@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from modeling_mtqnet.tables import read_table, to_float
-from modeling_mtqnet.tools.demo import add_stand_in_labels
+from modeling_mtqnet.labels.stand_in import add_stand_in_labels
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 
 

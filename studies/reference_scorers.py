@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from modeling_mtqnet.model.modeling_distillmos import DistillMosForQualityScore
 from modeling_mtqnet.pretrained import encoder_path
 from modeling_mtqnet.tables import read_table, write_table
-from modeling_mtqnet.tools.build_pretrained import evaluate_by_factor
+from modeling_mtqnet.builds.evaluation import evaluate_by_factor
 
 
 def reference_scores(paths: list[str]) -> dict[str, list[float]]:

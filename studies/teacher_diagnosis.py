@@ -329,8 +329,9 @@ def run_arm(arm: str, labels_dir: Path, out_dir: Path, epochs: float, seed: int)
     if arm == "shipped":
         evaluate_shipped(labels_dir, out_dir)
         return
-    from modeling_mtqnet.tools.build_pretrained import TeacherRecipe, train_arguments
-    from modeling_mtqnet.training.recipe import train_resuming
+    from modeling_mtqnet.builds.recipes import TeacherRecipe
+    from modeling_mtqnet.builds.teacher import teacher_training_values
+    from modeling_mtqnet.training.recipe import train_resuming, training_arguments
 
     patch_for(arm, labels_dir)
     # The last model (no noisy selection), at the base's dropout unless the arm changes it.
@@ -342,13 +343,12 @@ def run_arm(arm: str, labels_dir: Path, out_dir: Path, epochs: float, seed: int)
         recipe = dataclasses.replace(recipe, batch_size=recipe.batch_size // 2)
     elif arm == "lr_high":
         recipe = dataclasses.replace(recipe, learning_rate=3 * recipe.learning_rate)
-    arguments = train_arguments(recipe, labels_dir, out_dir / arm)
+    values = teacher_training_values(recipe, labels_dir, out_dir / arm)
     if arm == "snr":
-        arguments[arguments.index("--method") + 1] = "mpl"
-        arguments += ["--pseudo_label_columns", "snr"]
+        values.update(method="mpl", pseudo_label_columns=["snr"])
     elif arm == "noframe":  # the utterance loss alone: no frame is asked to carry the clip's label by itself
-        arguments += ["--alpha", "0"]
-    train_resuming(arguments, prog=f"teacher_diagnosis ({arm})")
+        values["alpha"] = 0.0
+    train_resuming(training_arguments(values))
 
 
 def arm_row(arm: str, out_dir: Path, seconds: float) -> str:

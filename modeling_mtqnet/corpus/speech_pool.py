@@ -428,6 +428,19 @@ def make_speech_pool(packages_dir: str | os.PathLike, output_dir: str | os.PathL
     settings = {"format": POOL_FORMAT, "seed": seed, "min_snr_db": min_snr_db, "target_level_db": TARGET_LEVEL_DB,
                 "clip_s": [MIN_CLIP_S, MAX_CLIP_S], "pause_s": PAUSE_S,
                 "inputs": _fingerprint([f.path for f in speech_files] + [str(p) for _, p in noise_files])}
+    finished = finished_pool(output_dir, settings)
+    if finished is not None:
+        return finished
+    by_speaker, dropped = read_speech(speech_files, min_snr_db, workers, progress)
+    speakers, clip_rows = write_speech_clips(by_speaker, output_dir, seed, speech_sources)
+    noise_rows = write_noises(noise_files, packages_dir, output_dir, workers, progress)
+    return write_pool_record(output_dir, settings, speakers, clip_rows, noise_rows, dropped, speech_sources,
+                             noise_sources)
+
+
+def finished_pool(output_dir: Path, settings: dict[str, Any]) -> PoolReport | None:
+    """The report of a pool already finished in `output_dir` with these settings (its pool_info.json), or None for an
+    empty or new folder. Anything else there (another pool, other files) is refused: a pool is never written over."""
     info_path = output_dir / "pool_info.json"
     if info_path.is_file():
         info = json.loads(info_path.read_text())
@@ -438,7 +451,13 @@ def make_speech_pool(packages_dir: str | os.PathLike, output_dir: str | os.PathL
     if output_dir.exists() and any(output_dir.iterdir()):
         raise CorpusError(f"{output_dir} is not empty and holds no pool (no pool_info.json): refusing to write "
                           "into it; give a new or empty --output_dir")
+    return None
 
+
+def read_speech(speech_files: Sequence[SpeechFile], min_snr_db: float, workers: int, progress: bool
+                ) -> tuple[dict[str, list[tuple[SpeechFile, np.ndarray]]], dict[str, int]]:
+    """(speaker -> [(file, trimmed signal)] in scan order, {reason: files dropped}): every file decoded and checked
+    (`_prepare_speech`); too noisy, too short, undecodable files and byte-identical duplicates are dropped."""
     prepared = _map(_speech_job, [(f.path, min_snr_db) for f in speech_files], workers, "Reading speech", progress)
     dropped: dict[str, int] = {}
     seen: set[bytes] = set()
@@ -454,7 +473,13 @@ def make_speech_pool(packages_dir: str | os.PathLike, output_dir: str | os.PathL
             dropped[key] = dropped.get(key, 0) + 1
             continue
         by_speaker.setdefault(file.speaker, []).append((file, signal))
+    return by_speaker, dropped
 
+
+def write_speech_clips(by_speaker: dict[str, list[tuple[SpeechFile, np.ndarray]]], output_dir: Path, seed: int,
+                       speech_sources: Sequence[SpeechSource]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each speaker's files, in a seeded order, joined into clips of MIN_CLIP_S..MAX_CLIP_S with short pauses at the
+    target level (`plan_clips`), written under speech/<speaker>/: (one row per speaker, one row per clip)."""
     sources = {source.package: source for source in speech_sources}
     speakers, clip_rows = [], []
     pause = np.zeros(int(PAUSE_S * SAMPLING_RATE), dtype=np.float32)
@@ -487,7 +512,13 @@ def make_speech_pool(packages_dir: str | os.PathLike, output_dir: str | os.PathL
                          "packages": ";".join(packages),
                          "licence": ";".join(sorted({sources[p].licence for p in packages})),
                          "files": len(items), "clips": len(clips), "hours": round(seconds / 3600, 4)})
+    return speakers, clip_rows
 
+
+def write_noises(noise_files: Sequence[tuple[NoiseSource, Path]], packages_dir: Path, output_dir: Path, workers: int,
+                 progress: bool) -> list[dict[str, Any]]:
+    """The noise recordings written under noise/<category>/, peak-limited: one row each. Too short, silent and
+    byte-identical recordings are left out."""
     noise_rows = []
     decoded = _map(_noise_job, [str(path) for _, path in noise_files], workers, "Reading noise", progress)
     noise_seen: set[bytes] = set()
@@ -504,7 +535,13 @@ def make_speech_pool(packages_dir: str | os.PathLike, output_dir: str | os.PathL
         noise_rows.append({"path": relative, "category": source.category, "package": source.package,
                            "version": source.version, "licence": source.licence,
                            "duration_s": round(signal.size / SAMPLING_RATE, 3)})
+    return noise_rows
 
+
+def write_pool_record(output_dir: Path, settings: dict[str, Any], speakers: list[dict[str, Any]],
+                      clip_rows: list[dict[str, Any]], noise_rows: list[dict[str, Any]], dropped: dict[str, int],
+                      speech_sources: Sequence[SpeechSource], noise_sources: Sequence[NoiseSource]) -> PoolReport:
+    """speakers.csv, clips.csv, noises.csv and, last, pool_info.json, which marks the pool complete."""
     for name, rows in (("speakers", speakers), ("clips", clip_rows), ("noises", noise_rows)):
         write_table(output_dir / f"{name}.csv", rows, columns_of(rows) or ["path"])
     hours = round(sum(row["duration_s"] for row in clip_rows) / 3600, 3)
@@ -515,7 +552,7 @@ def make_speech_pool(packages_dir: str | os.PathLike, output_dir: str | os.PathL
                         for s in speech_sources]
             + [{"package": s.package, "version": s.version, "licence": s.licence, "kind": f"noise: {s.category}"}
                for s in noise_sources]}
-    atomic_write_text(info_path, json.dumps(info, indent=2))  # last: marks the pool complete
+    atomic_write_text(output_dir / "pool_info.json", json.dumps(info, indent=2))  # last: marks the pool complete
     return PoolReport(output_dir, speakers, len(clip_rows), hours, len(noise_rows), dropped, reused=False)
 
 

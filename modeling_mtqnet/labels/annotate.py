@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +27,7 @@ import torch
 from ..distributed import ProcessState, wait_for_markers
 from ..model.feature_extraction_mtqnet import MTQNetFeatureExtractor, load_audio
 from ..pretrained import SHIPPED, resolve_model
-from ..tables import table_columns, write_dataset
+from ..tables import read_table, table_columns, write_dataset
 from ..training.data import load_speech_dataset
 from ..vocabulary import AUDIO_COLUMN, ERROR_COLUMN, TABLE_SUFFIXES
 from .intrusive import INTRUSIVE_COLUMNS, decodable_audio, intrusive_scores
@@ -228,6 +229,25 @@ def annotate_file(input_path: str, output_path: str, teacher: Teacher, shard_siz
         shards = [datasets.load_from_disk(str(shard_dir / f"shard-{i:05d}")) for i in range(shard_count)]
         write_dataset(datasets.concatenate_datasets(shards), output)
     return output
+
+
+def annotated_rows(manifest: Path, output: Path, teacher_name: str, clean_column: str | None = None,
+                   num_proc: int | None = None) -> list[dict[str, str]]:
+    """The rows of `manifest` with `teacher_name`'s labels (`make_teacher`): `annotate_file` (resumable shards, a
+    progress bar) into `output`, read back. Clips without labels stay, with their reason in the error column, and are
+    counted in a warning on stderr."""
+    from tqdm.auto import tqdm
+
+    teacher = make_teacher(teacher_name, "path", clean_column)
+    label = Path(teacher_name).name if Path(teacher_name).exists() else teacher_name
+    annotate_file(str(manifest), str(output), teacher, shard_size=200, batch_size=8, num_proc=num_proc,
+                  progress=lambda shards: tqdm(shards, desc=f"{label} labels for {manifest.stem}", unit="shard"))
+    annotated = read_table(output, required="path")
+    failed = [row for row in annotated if row.get(ERROR_COLUMN)]
+    if failed:
+        print(f"warning: {len(failed)} clip(s) of {manifest.name} got no {label} labels, e.g. "
+              f"{failed[0]['path']}: {failed[0][ERROR_COLUMN]}", file=sys.stderr)
+    return annotated
 
 
 def parse_args(argv: list[str] | None = None, prog: str | None = "mtqnet annotate") -> argparse.Namespace:

@@ -2,7 +2,10 @@
 
 The folder is what `mtqnet train` writes: config.json (read as JSON), eval_results.json, results.md and scatter_<target>.png. The YAML block carries the model-index (LCC, SRCC and MSE
 per target on the test split, or the validation split when there is no test set), the pipeline tag, library,
-license, tags and the SSL encoder as base_model; the body is `model_card_template.md`.
+license, tags and the SSL encoder as base_model; the body is `model_card_template.md`. A model the package ships
+(`mtqnet build-pretrained`) adds a section on its build, rendered from its build_info.json:
+`model_card_shipped_teacher.md` or `model_card_shipped_student.md` (both include `model_card_shipped_encoder.md`).
+The builds give data only: the words of a shipped model's card are in these templates.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..training import reporting
-from ..vocabulary import METHOD_DESCRIPTIONS, PSEUDO_LABEL_METHODS, display_name
+from ..vocabulary import METHOD_DESCRIPTIONS, PRIMARY_TARGETS, PSEUDO_LABEL_METHODS, PSEUDO_LABEL_TARGETS, display_name
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
+#: The section a shipped model's card adds on its build, by kind of build: (template beside this file, the targets of
+#: its results by factor).
+SHIPPED_SECTIONS = {"teacher": ("model_card_shipped_teacher.md", PSEUDO_LABEL_TARGETS),
+                    "student": ("model_card_shipped_student.md", PRIMARY_TARGETS)}
 TASK_TYPE = "audio-classification"
 TASK_NAME = "Non-intrusive speech quality assessment"
 TAGS = ["speech-quality-assessment", "custom_code", "mtqnet"]
@@ -49,6 +56,8 @@ class CardOptions:
     pseudo_label_targets: Sequence[str] | None = None  # default: the config's auxiliary targets
     dataset_name: str | None = None
     dataset_id: str | None = None  # a Hub dataset id: added to `datasets` and used as the model-index type
+    shipped_section: str | None = None  # a shipped model's card: "teacher" or "student" (SHIPPED_SECTIONS)
+    build_info: Mapping[str, Any] | None = None  # ... and its build's record (build_info.json), the section's data
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -209,6 +218,27 @@ def build_card_data(config: Mapping[str, Any], options: CardOptions,
     )
 
 
+def render_shipped_section(options: CardOptions) -> str:
+    """The section a shipped model's card adds (data, results by factor, limits, rebuild), from its build_info.json;
+    empty for any other model."""
+    if options.shipped_section is None:
+        return ""
+    import jinja2  # as ModelCard.from_template, which renders the rest: huggingface_hub keeps it optional
+
+    template, targets = SHIPPED_SECTIONS[options.shipped_section]
+    info = options.build_info
+    if info is None:
+        raise ValueError(f"a shipped {options.shipped_section}'s card needs its build_info")
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_PATH.parent), keep_trailing_newline=True,
+                                     undefined=jinja2.StrictUndefined)
+    return environment.get_template(template).render(
+        repo_id=options.repo_id, rebuild_name=options.repo_id.split("/")[-1], info=info,
+        pool=info.get("pool") or {}, labels=info["labels"],
+        factor_table=reporting.factor_table(info["evaluation"], targets=targets),
+        timings=", ".join(f"{stage} {seconds / 60:.1f} min" for stage, seconds in info["timings_s"].items()),
+        total_minutes=f"{sum(info['timings_s'].values()) / 60:.0f}", recipe_json=json.dumps(info["recipe"]))
+
+
 def render_card(model_dir: str | Path, options: CardOptions) -> ModelCard:
     """The model card of a trained MTQ-Net folder; `str(card)` is the README.md to upload."""
     model_dir = Path(model_dir)
@@ -239,4 +269,5 @@ def render_card(model_dir: str | Path, options: CardOptions) -> ModelCard:
         repo_id=options.repo_id,
         labels_section=labels_section(options),
         citation=CITATION,
+        shipped_section=render_shipped_section(options),
     )

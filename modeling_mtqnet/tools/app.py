@@ -39,9 +39,9 @@ import numpy as np
 
 from ..corpus.signals import synthetic_speech
 from ..pretrained import resolve_model
+from ..scoring.frame_plots import SignalSketch, plot_frame_curve
 from ..tables import write_table
-from ..vocabulary import display_name
-from .score import SignalSketch, plot_frame_curve
+from ..vocabulary import PIPELINE_TASK, display_name
 
 EXAMPLE_SECONDS = 4.0
 STAND_IN_WORDS = ("stand-in", "stand in", "DNSMOS")
@@ -115,8 +115,7 @@ class AppScorer:
                  limits: UploadLimits = UploadLimits()):
         from transformers import pipeline
 
-        from .. import PIPELINE_TASK
-        from .score import load_model
+        from ..scoring.loading import load_model
 
         folder = Path(model)
         if not (folder / "config.json").is_file():

@@ -48,18 +48,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..builds.ledger import SettingsChanged, StageLedger
+from ..labels.stand_in import STAND_IN_COLUMNS, add_stand_in_labels
 from ..pretrained import SHIPPED_TEACHER, SHIPPED_TEACHER_PRESET, resolve_model, shipped_teacher_fits
 from ..tables import atomic_write_text, read_table, to_float, write_table
 from ..vocabulary import (
-    ERROR_COLUMN,
     METHOD_DISPLAY_NAMES,
+    PIPELINE_TASK,
     PRIMARY_TARGETS,
     PSEUDO_LABEL_METHODS,
     PSEUDO_LABEL_TARGETS,
     TEACHER_TRUNK_METHODS,
 )
 
-STAND_IN_COLUMNS = {"s_mos": "dnsmos_sig", "n_mos": "dnsmos_bak", "g_mos": "dnsmos_ovrl"}
 STAGES = ("pool", "corpus", "labels", "teacher", "pseudo", "students", "report", "final")
 STAND_IN_LABELS = ("DNSMOS P.835 (speechmos) SIG, BAK and OVRL of the demo's real-speech corpus, as S-MOS, N-MOS and "
                    "G-MOS")
@@ -113,47 +114,27 @@ class DemoError(RuntimeError):
 # --------------------------------------------------------------------------------------------------- run state
 
 
-class RunState:
+#: The stages a rerun with other `--methods` runs again (the students stage then trains just the new methods).
+RESTARTED_BY_METHODS = ("students", "report", "final")
+
+
+def run_ledger(output_dir: Path, settings: dict[str, Any], methods: list[str]) -> StageLedger:
     """`OUTPUT/demo_state.json`: the run's settings, its student methods and the stages done (with their seconds).
 
     Other settings in the same folder are refused; other `--methods` are not: the students stage then trains just
     the methods without results, and report and final are redone.
     """
-
-    RESTARTED_BY_METHODS = ("students", "report", "final")
-
-    def __init__(self, output_dir: Path, settings: dict[str, Any], methods: list[str]):
-        self.path = output_dir / "demo_state.json"
-        self.settings, self.methods = settings, methods
-        self.stages: dict[str, float] = {}
-        if self.path.exists():
-            state = self.load(output_dir)
-            if state["settings"] != settings:
-                changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
-                raise DemoError(f"{output_dir} holds a demo run with other settings ({', '.join(changed)}); use "
-                                "another --output_dir, or --overwrite to start this one again")
-            self.stages = state["stages"]
-            if state.get("methods") != methods:
-                for stage in self.RESTARTED_BY_METHODS:
-                    self.stages.pop(stage, None)
-
-    @staticmethod
-    def load(output_dir: Path) -> dict[str, Any]:
-        """The recorded state of a demo folder: {"settings": ..., "methods": ..., "stages": ...}."""
-        path = output_dir / "demo_state.json"
-        if not path.is_file():
-            raise DemoError(f"{output_dir} holds no demo run (no demo_state.json)")
-        return json.loads(path.read_text())
-
-    def done(self, stage: str) -> bool:
-        return stage in self.stages
-
-    def record(self, stage: str, seconds: float) -> None:
-        self.stages[stage] = round(seconds, 1)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"settings": self.settings, "methods": self.methods, "stages": self.stages},
-                                        indent=2))
-        temporary.replace(self.path)
+    try:
+        ledger = StageLedger(output_dir / "demo_state.json", settings, stages_key="stages",
+                             entries={"methods": methods})
+    except SettingsChanged as changed:
+        names = sorted(key for key in changed.given if changed.recorded.get(key) != changed.given[key])
+        raise DemoError(f"{output_dir} holds a demo run with other settings ({', '.join(names)}); use another "
+                        "--output_dir, or --overwrite to start this one again") from None
+    if ledger.state.get("methods") != methods:
+        ledger.forget(*RESTARTED_BY_METHODS)
+        ledger.state["methods"] = methods
+    return ledger
 
 
 # ------------------------------------------------------------------------------------------------ label tables
@@ -182,21 +163,6 @@ def split_training_part(rows: list[dict[str, str]], teacher_fraction: float, see
     return teacher, student
 
 
-def stand_in_mos(value: str) -> str:
-    """A DNSMOS value as a stand-in MOS: clipped into 1-5, the MOS heads' range (DNSMOS P.835 SIG gave 0.89 on real
-    speech); values inside it and empty cells (a clip DNSMOS could not score) are kept as they are."""
-    number = to_float(value)
-    if number != number or 1.0 <= number <= 5.0:
-        return "" if number != number else value
-    return f"{min(5.0, max(1.0, number)):g}"
-
-
-def add_stand_in_labels(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Copy DNSMOS P.835 SIG / BAK / OVRL into the primary label columns s_mos / n_mos / g_mos (`stand_in_mos`)."""
-    return [{**row, **{target: stand_in_mos(row[column]) for target, column in STAND_IN_COLUMNS.items()}}
-            for row in rows]
-
-
 def merge_label_columns(rows: list[dict[str, str]], annotated: list[dict[str, str]], columns: Sequence[str]
                         ) -> list[dict[str, str]]:
     """Add `columns` of `annotated` (same clips, same order) to `rows`."""
@@ -206,61 +172,43 @@ def merge_label_columns(rows: list[dict[str, str]], annotated: list[dict[str, st
     return [{**row, **{column: other[column] for column in columns}} for row, other in zip(rows, annotated)]
 
 
-def annotate(manifest: Path, output: Path, teacher_name: str, clean_column: str | None = None,
-             num_proc: int | None = None) -> list[dict[str, str]]:
-    """Run `mtqnet annotate`'s `annotate_file` (resumable shards) and return the annotated rows."""
-    from tqdm.auto import tqdm
-
-    from ..labels.annotate import annotate_file, make_teacher
-
-    teacher = make_teacher(teacher_name, "path", clean_column)
-    label = Path(teacher_name).name if Path(teacher_name).exists() else teacher_name
-    annotate_file(str(manifest), str(output), teacher, shard_size=200, batch_size=8, num_proc=num_proc,
-                  progress=lambda shards: tqdm(shards, desc=f"{label} labels for {manifest.stem}", unit="shard"))
-    annotated = read_rows(output)
-    failed = [row for row in annotated if row.get(ERROR_COLUMN)]
-    if failed:
-        print(f"warning: {len(failed)} clip(s) of {manifest.name} got no {label} labels, e.g. "
-              f"{failed[0]['path']}: {failed[0][ERROR_COLUMN]}", file=sys.stderr)
-    return annotated
-
-
 # -------------------------------------------------------------------------------------------------- training
 
 
-def train_arguments(args: argparse.Namespace, size: DemoSize, output_dir: Path, train_file: Path, method: str,
-                    targets: Sequence[str], schedule: Sequence[str], test_file: Path, seed: int,
-                    validation_file: Path | None = None, teacher: Path | None = None) -> list[str]:
-    """`mtqnet train`'s command line for one model of the demo; `schedule` sets the budget (epochs or steps)."""
+def training_values(args: argparse.Namespace, size: DemoSize, output_dir: Path, train_file: Path, method: str,
+                    targets: Sequence[str], schedule: dict[str, Any], test_file: Path, seed: int,
+                    validation_file: Path | None = None, teacher: Path | None = None) -> dict[str, Any]:
+    """`mtqnet train`'s arguments for one model of the demo (`training.recipe.training_arguments` takes them);
+    `schedule` sets the budget (epochs or steps). The learning-rate schedule is the recipe's default, not given."""
     from ..training.recipe import KEEP_BEST_VALIDATION_LCC
 
-    arguments = [
-        "--train_file", str(train_file), "--test_file", str(test_file), "--output_dir", str(output_dir),
-        "--preset", args.preset, "--method", method, "--target_columns", *targets,
-        "--pseudo_label_columns", *PSEUDO_LABEL_TARGETS, *schedule,
-        "--per_device_train_batch_size", str(size.batch_size), "--per_device_eval_batch_size", str(size.batch_size),
-        "--seed", str(seed), "--data_seed", str(seed), "--save_total_limit", "1",
-        *KEEP_BEST_VALIDATION_LCC,
-        "--logging_steps", "10", "--report_to", "none", "--skip_bad_files", "--dataloader_pin_memory", "false",
-        # Without --ssl_model the preset's encoder stands (small-distillmos: the shipped Distill-MOS encoder).
-        *(["--ssl_model", args.ssl_model] if args.ssl_model else []),
-    ]
+    values = {
+        "train_file": str(train_file), "test_file": str(test_file), "output_dir": str(output_dir),
+        "preset": args.preset, "method": method, "target_columns": list(targets),
+        "pseudo_label_columns": list(PSEUDO_LABEL_TARGETS), **schedule,
+        "per_device_train_batch_size": size.batch_size, "per_device_eval_batch_size": size.batch_size,
+        "seed": seed, "data_seed": seed, "save_total_limit": 1, **KEEP_BEST_VALIDATION_LCC,
+        "logging_steps": 10, "report_to": "none", "skip_bad_files": True, "dataloader_pin_memory": False,
+    }
+    # Without --ssl_model the preset's encoder stands (small-distillmos: the shipped Distill-MOS encoder).
+    if args.ssl_model:
+        values["ssl_model"] = args.ssl_model
     if validation_file is not None:
-        arguments += ["--validation_file", str(validation_file)]
+        values["validation_file"] = str(validation_file)
     if args.freeze_ssl:
-        arguments.append("--freeze_ssl")
+        values["freeze_ssl"] = True
     if teacher is not None:
-        arguments += ["--teacher", str(teacher)]
-    return arguments
+        values["teacher"] = str(teacher)
+    return values
 
 
-def run_training(arguments: list[str]) -> dict[str, float]:
+def run_training(values: dict[str, Any]) -> dict[str, float]:
     """`mtqnet train` in this process, resuming from the run's last checkpoint when an earlier run was cut off."""
-    from ..training import recipe
+    from ..training.recipe import train_resuming, training_arguments
 
-    output_dir = Path(arguments[arguments.index("--output_dir") + 1])
-    results = recipe.train_resuming(arguments)
-    for checkpoint in output_dir.glob("checkpoint-*"):
+    run = training_arguments(values)
+    results = train_resuming(run)
+    for checkpoint in Path(run[2].output_dir).glob("checkpoint-*"):
         shutil.rmtree(checkpoint)  # the finished model is saved beside them; keep the demo folder small
     return results
 
@@ -269,11 +217,11 @@ def run_training(arguments: list[str]) -> dict[str, float]:
 
 
 def corpus_recipe(size: DemoSize):
-    """The shipped teacher's corpus recipe (`build_pretrained.TeacherRecipe`) with the demo's count and clip length.
+    """The shipped teacher's corpus recipe (`builds.recipes.TeacherRecipe`) with the demo's count and clip length.
 
     Its seed and test fraction are the teacher's, so the test part has exactly the speakers its corpus held out (the
     split depends on the speakers and the seed only), and its held-out noise recordings and systems."""
-    from .build_pretrained import TeacherRecipe
+    from ..builds.recipes import TeacherRecipe
 
     return dataclasses.replace(TeacherRecipe(), count=size.utterances, max_duration_s=CLIP_SECONDS)
 
@@ -296,8 +244,8 @@ def stage_pool(args, size, paths) -> None:
 
 
 def stage_corpus(args, size, paths) -> None:
+    from ..builds.stages import corpus_settings
     from ..corpus.builder import build_corpus
-    from .build_pretrained import corpus_settings
 
     report = build_corpus(args.pool_dir / "speech", paths["corpus"],
                           corpus_settings(corpus_recipe(size), args.pool_dir / "noise"))
@@ -308,6 +256,8 @@ def stage_corpus(args, size, paths) -> None:
 def stage_labels(args, size, paths) -> None:
     """Student / test parts (and a teacher part with --train_teacher); stand-in labels for the labelled clips and the
     test part; intrusive labels for the test part and the teacher part."""
+    from ..labels.annotate import annotated_rows
+
     # Absolute audio paths from here on: the label tables live in another folder than the corpus manifest.
     rows = [{**row, **{column: str(paths["corpus"] / row[column]) for column in ("path", "clean_path")}}
             for row in read_rows(paths["corpus"] / "manifest.csv")]
@@ -325,11 +275,12 @@ def stage_labels(args, size, paths) -> None:
     labels.mkdir(parents=True, exist_ok=True)
     if teacher_rows:
         write_rows(corpus / "teacher_part.csv", teacher_rows)
-        write_rows(labels / "teacher.csv", annotate(corpus / "teacher_part.csv", labels / "teacher_intrusive.csv",
-                                                    "intrusive", "clean_path"))
-    intrusive_test = annotate(corpus / "test_part.csv", labels / "test_intrusive.csv", "intrusive", "clean_path")
-    dnsmos_labelled = annotate(corpus / "labelled_part.csv", labels / "labelled_dnsmos.csv", "dnsmos")
-    dnsmos_test = annotate(corpus / "test_part.csv", labels / "test_dnsmos.csv", "dnsmos")
+        write_rows(labels / "teacher.csv", annotated_rows(corpus / "teacher_part.csv",
+                                                          labels / "teacher_intrusive.csv", "intrusive", "clean_path"))
+    intrusive_test = annotated_rows(corpus / "test_part.csv", labels / "test_intrusive.csv", "intrusive",
+                                    "clean_path")
+    dnsmos_labelled = annotated_rows(corpus / "labelled_part.csv", labels / "labelled_dnsmos.csv", "dnsmos")
+    dnsmos_test = annotated_rows(corpus / "test_part.csv", labels / "test_dnsmos.csv", "dnsmos")
     write_rows(labels / "test.csv", merge_label_columns(add_stand_in_labels(dnsmos_test), intrusive_test,
                                                         PSEUDO_LABEL_TARGETS))
     stand_in = {row["path"]: row for row in add_stand_in_labels(merge_label_columns(labelled_rows, dnsmos_labelled,
@@ -361,21 +312,23 @@ def stage_teacher(args, size, paths) -> None:
     if not args.train_teacher:
         print(f"Teacher: the shipped {SHIPPED_TEACHER} ({teacher_dir(args, paths)}); --train_teacher trains one here")
         return
-    from .build_pretrained import TeacherRecipe
+    from ..builds.recipes import TeacherRecipe
 
     # The shipped teacher's dropout (0: docs/model.md says why), whatever the preset's.
-    schedule = ["--num_train_epochs", str(size.teacher_epochs), "--eval_strategy", "epoch", "--save_strategy", "epoch",
-                "--dropout", str(TeacherRecipe().dropout)]
-    run_training(train_arguments(args, size, paths["teacher"], paths["labels"] / "teacher.csv", "scratch",
+    schedule = {"num_train_epochs": float(size.teacher_epochs), "eval_strategy": "epoch", "save_strategy": "epoch",
+                "dropout": TeacherRecipe().dropout}
+    run_training(training_values(args, size, paths["teacher"], paths["labels"] / "teacher.csv", "scratch",
                                  PSEUDO_LABEL_TARGETS, schedule, paths["labels"] / "test.csv", args.seeds[0]))
 
 
 def stage_pseudo(args, size, paths) -> None:
     """The teacher's PESQ / STOI / SDI predictions for every student clip (and for the test part, to score the
     teacher), and the students' data files."""
+    from ..labels.annotate import annotated_rows
+
     labels, teacher = paths["labels"], str(teacher_dir(args, paths))
-    annotated = annotate(labels / "student_primary.csv", labels / "student_teacher.csv", teacher)
-    annotate(paths["corpus"] / "test_part.csv", labels / "test_teacher.csv", teacher)
+    annotated = annotated_rows(labels / "student_primary.csv", labels / "student_teacher.csv", teacher)
+    annotated_rows(paths["corpus"] / "test_part.csv", labels / "test_teacher.csv", teacher)
     # Only the teacher's predictions become pseudo labels: the student part never sees intrusive scores.
     student = merge_label_columns(read_rows(labels / "student_primary.csv"), annotated, PSEUDO_LABEL_TARGETS)
     write_rows(labels / "student.csv", student)
@@ -398,10 +351,10 @@ def train_student(args, size: DemoSize, paths: dict[str, Path], method: str, see
     """One student. One budget for every method and seed: `student_steps` optimiser steps, evaluated and saved
     `evaluations` times."""
     every = max(1, size.student_steps // size.evaluations)
-    schedule = ["--max_steps", str(size.student_steps), "--eval_strategy", "steps", "--eval_steps", str(every),
-                "--save_strategy", "steps", "--save_steps", str(every)]
+    schedule = {"max_steps": size.student_steps, "eval_strategy": "steps", "eval_steps": float(every),
+                "save_strategy": "steps", "save_steps": float(every)}
     teacher = teacher_dir(args, paths) if method in TEACHER_TRUNK_METHODS else None
-    run_training(train_arguments(args, size, run_dir(paths, method, seed), student_train_file(paths, method), method,
+    run_training(training_values(args, size, run_dir(paths, method, seed), student_train_file(paths, method), method,
                                  PRIMARY_TARGETS, schedule, paths["labels"] / "test.csv", seed,
                                  paths["labels"] / "validation.csv", teacher))
 
@@ -624,9 +577,10 @@ def _number(value: Any) -> float | None:
 def stage_final(args, size, paths) -> None:
     from transformers import pipeline
 
-    from .. import MTQNetFeatureExtractor, MTQNetForSpeechQualityAssessment
+    from ..model.feature_extraction_mtqnet import MTQNetFeatureExtractor
+    from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
+    from ..scoring.frame_plots import plot_frame_curve
     from ..sharing.model_card import CardOptions, render_card
-    from .score import plot_frame_curve
 
     method = next((m for m in FINAL_METHODS if m in args.methods), args.methods[-1])
     source = run_dir(paths, method, args.seeds[0])
@@ -643,7 +597,7 @@ def stage_final(args, size, paths) -> None:
     test_rows = read_rows(paths["labels"] / "test.csv")
     chosen = test_rows[:: max(1, len(test_rows) // size.scored_files)][: size.scored_files]
     files = [row["path"] for row in chosen]
-    scorer = pipeline("speech-quality-assessment", model=str(paths["model"]))
+    scorer = pipeline(PIPELINE_TASK, model=str(paths["model"]))
     scores = {}
     for row, path in zip(chosen, files):
         result = scorer(path)
@@ -758,20 +712,21 @@ def main(argv: Sequence[str] | None = None, prog: str | None = "mtqnet demo") ->
                 "seeds": args.seeds, "train_teacher": args.train_teacher, "ssl_model": args.ssl_model,
                 "freeze_ssl": args.freeze_ssl, "preset": args.preset}
     try:
-        state = RunState(output, settings, args.methods)
+        ledger = run_ledger(output, settings, args.methods)
         started = time.perf_counter()
         for number, stage in enumerate(STAGES, 1):
-            if state.done(stage):
-                print(f"[{number}/{len(STAGES)}] {stage}: done in an earlier run ({state.stages[stage]:.0f} s), skipped")
+            if ledger.done(stage):
+                print(f"[{number}/{len(STAGES)}] {stage}: done in an earlier run ({ledger.seconds[stage]:.0f} s), "
+                      "skipped")
                 continue
             print(f"\n[{number}/{len(STAGES)}] {stage}")
             stage_started = time.perf_counter()
             STAGE_FUNCTIONS[stage](args, size, paths)
-            state.record(stage, time.perf_counter() - stage_started)
+            ledger.record(stage, time.perf_counter() - stage_started)
     except DemoError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    total = sum(state.stages.values())
+    total = sum(ledger.seconds.values())
     print(f"\nDone: {output}/results.md, {output}/model, {output}/plots, {output}/frame_scores.png "
           f"(stages took {total / 60:.1f} min in all; this run {(time.perf_counter() - started) / 60:.1f} min)")
     return 0

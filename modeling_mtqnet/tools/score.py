@@ -54,12 +54,13 @@ from ..model.feature_extraction_mtqnet import (
     check_waveform,
     load_audio,
     read_audio_file,
-    stream_audio,
 )
 from ..model.pipeline_mtqnet import (
     STREAM_ABOVE_S,  # longer files: read by the pipeline in blocks, not by a worker
 )
 from ..pretrained import resolve_model
+from ..scoring.frame_plots import SignalSketch, plot_frame_curve
+from ..scoring.loading import DTYPES, load_model
 from ..tables import (
     columns_of,
     read_jsonl,
@@ -73,6 +74,7 @@ from ..vocabulary import (
     AUDIO_COLUMN,
     AUDIO_EXTENSIONS,
     ERROR_COLUMN,
+    PIPELINE_TASK,
     TABLE_SUFFIXES,
     audio_suffixes,
 )
@@ -290,35 +292,12 @@ def decode_loader(paths: Sequence[str], extractor: MTQNetFeatureExtractor, batch
 # Scoring
 
 
-# `--dtype` names -> torch dtypes. bf16 runs the CNN, BLSTM and SSL encoder in bfloat16 (the STFT, sinc filters and
-# score heads stay float32, see `_keep_in_fp32_modules_strict`); fp16 is for GPUs.
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def load_model(model: str, device: str | torch.device = "cpu", dtype: str = "fp32"):
-    """(model in eval mode on `device` at `dtype` (a `DTYPES` name), its feature extractor): the folder's saved
-    extractor, else the config's."""
-    from ..model.modeling_mtqnet import MTQNetForSpeechQualityAssessment
-
-    loaded = MTQNetForSpeechQualityAssessment.from_pretrained(model, dtype=DTYPES[dtype]).to(device).eval()
-    try:
-        extractor = MTQNetFeatureExtractor.from_pretrained(model)
-    except (OSError, ValueError):
-        extractor = MTQNetFeatureExtractor.from_model_config(loaded.config)
-    # A folder saved before the one-pass limit existed says 600 s; the model's bounded-memory limit wins.
-    if extractor.max_duration_s is None or extractor.max_duration_s > loaded.config.one_pass_limit_s:
-        extractor.max_duration_s = loaded.config.one_pass_limit_s
-    return loaded, extractor
-
-
 class CorpusScorer:
     """Scores decoded waveforms through the `speech-quality-assessment` pipeline (windows, frame curves)."""
 
     def __init__(self, model, extractor: MTQNetFeatureExtractor, device: str | torch.device, batch_size: int = 8,
                  chunk_length_s: float | None = 10.0, stride_length_s: float | None = None):
         from transformers import pipeline
-
-        from .. import PIPELINE_TASK  # noqa: F401 - importing the package registers the task
 
         self.pipe = pipeline(PIPELINE_TASK, model=model, feature_extractor=extractor, device=torch.device(device))
         self.names = list(model.config.target_names)
@@ -387,202 +366,6 @@ def plot_name(path: str) -> str:
     """A file name for `path`'s plot: its stem plus a hash of the full path (same stems in other folders differ)."""
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(path).stem)[:80]
     return f"{stem}_{hashlib.sha1(path.encode('utf-8')).hexdigest()[:8]}.png"
-
-
-# What a plot can show, however long the clip: the figure is about 800 pixels wide, so the spectrogram and the frame
-# curves are drawn in at most 2 * PLOT_COLUMNS columns, the waveform's envelope in 4 * PLOT_COLUMNS (a 2-hour clip at
-# 16 kHz has 115 million samples and 450,000 spectrogram frames: drawn whole, its spectrogram alone took gigabytes).
-PLOT_COLUMNS = 1024
-SPECTROGRAM_FFT = 512  # 32 ms frames at 16 kHz, half overlapping: what the plots always drew (matplotlib's specgram)
-SKETCH_BLOCK_S = 10.0  # an in-memory waveform is sketched in blocks of this length, as a file is read
-WINDOW_LINES_DRAWN = 60  # a windowed file's window starts are marked when there are at most this many
-
-
-class BinnedColumns:
-    """Rows (samples, frames, points) folded into at most 2 * `columns` columns of `span` consecutive rows each.
-
-    `fold` reduces an array (groups, rows, *feature) over its rows axis (min, max, sum: associative). When the
-    columns fill up, neighbours merge and `span` doubles, so memory stays that of 2 * `columns` rows however many
-    are added, and the total need not be known in advance (a file's header can be wrong; a stream has none).
-    """
-
-    def __init__(self, columns: int, fold: Callable[[np.ndarray], np.ndarray]):
-        self.columns, self.fold, self.span, self.rows = columns, fold, 1, 0
-        self.closed: np.ndarray | None = None  # (n, *feature): columns of exactly `span` rows
-        self.open: np.ndarray | None = None  # the fold of the last column's rows so far (fewer than `span`)
-        self.open_rows = 0
-
-    def _join(self, first: np.ndarray | None, second: np.ndarray) -> np.ndarray:
-        return second if first is None else self.fold(np.stack([first, second])[None])[0]
-
-    def add(self, rows: np.ndarray) -> None:
-        """Append rows (shape (count, *feature)), in order."""
-        self.rows += len(rows)
-        if self.open_rows:  # first fill the open column
-            take = min(self.span - self.open_rows, len(rows))
-            if take:
-                self.open = self._join(self.open, self.fold(rows[None, :take])[0])
-                self.open_rows, rows = self.open_rows + take, rows[take:]
-            if self.open_rows < self.span:
-                return
-            full, self.open, self.open_rows = self.open, None, 0
-            self._close(full[None])
-        whole = len(rows) // self.span * self.span
-        if whole:
-            self._close(self.fold(rows[:whole].reshape(-1, self.span, *rows.shape[1:])))
-        if whole < len(rows):
-            self.open = self._join(self.open, self.fold(rows[None, whole:])[0])
-            self.open_rows += len(rows) - whole
-
-    def _close(self, columns: np.ndarray) -> None:
-        self.closed = columns if self.closed is None else np.concatenate([self.closed, columns])
-        while len(self.closed) >= 2 * self.columns:
-            if len(self.closed) % 2:  # the odd last column opens the next, wider one (before any open rows)
-                last, self.closed = self.closed[-1], self.closed[:-1]
-                self.open = last if self.open is None else self._join(last, self.open)
-                self.open_rows += self.span
-            self.closed = self.fold(self.closed.reshape(-1, 2, *self.closed.shape[1:]))
-            self.span *= 2
-
-    def values(self) -> np.ndarray:
-        """Every column's fold, the open one last: (columns, *feature)."""
-        parts = ([] if self.closed is None else [self.closed]) + ([] if self.open is None else [self.open[None]])
-        return np.concatenate(parts) if parts else np.zeros((0,))
-
-    def counts(self) -> np.ndarray:
-        """Rows per column (`span`, the open one fewer), to turn sums into means."""
-        closed = 0 if self.closed is None else len(self.closed)
-        return np.array([self.span] * closed + ([self.open_rows] if self.open is not None else []), np.float64)
-
-
-def _min_max(groups: np.ndarray) -> np.ndarray:
-    return np.stack([groups[..., 0].min(axis=1), groups[..., 1].max(axis=1)], axis=-1)
-
-
-def _sum(groups: np.ndarray) -> np.ndarray:
-    return groups.sum(axis=1)
-
-
-class SignalSketch:
-    """What the plots draw of a signal, gathered block by block in bounded memory: its min / max envelope and its
-    power spectrogram (Hann-windowed `SPECTROGRAM_FFT`-sample frames, half overlapping), in at most 4 * `columns`
-    and 2 * `columns` columns whatever the length (a column of a long clip holds the mean power of its frames)."""
-
-    def __init__(self, rate: int, columns: int = PLOT_COLUMNS, fft: int = SPECTROGRAM_FFT):
-        self.rate, self.fft, self.hop = rate, fft, fft // 2
-        self.window = np.hanning(fft)
-        self.envelope = BinnedColumns(2 * columns, _min_max)  # rows: (sample, sample) -> (lowest, highest)
-        self.spectrum = BinnedColumns(columns, _sum)  # rows: one frame's power per frequency bin
-        self.samples = 0
-        self._rest = np.zeros(0, np.float32)  # samples not yet in a whole frame (the next frame starts there)
-
-    @classmethod
-    def of(cls, waveform: np.ndarray, rate: int, **kwargs: Any) -> "SignalSketch":
-        """The sketch of an in-memory waveform, added in blocks (its frames never all in memory at once)."""
-        sketch, block = cls(rate, **kwargs), max(1, int(SKETCH_BLOCK_S * rate))
-        for start in range(0, max(1, waveform.size), block):
-            sketch.add(waveform[start : start + block])
-        return sketch
-
-    @classmethod
-    def of_file(cls, path: str | os.PathLike, rate: int, **kwargs: Any) -> "SignalSketch":
-        """The sketch of an audio file at `rate`, read block by block (`stream_audio`), never whole."""
-        sketch = cls(rate, **kwargs)
-        for block in stream_audio(path, rate):
-            sketch.add(block)
-        return sketch
-
-    @property
-    def duration_s(self) -> float:
-        return self.samples / self.rate
-
-    def add(self, block: np.ndarray) -> None:
-        """Append a block of mono samples."""
-        block = np.asarray(block, np.float32).reshape(-1)
-        self.samples += block.size
-        self.envelope.add(np.stack([block, block], axis=1))
-        joined = np.concatenate([self._rest, block])
-        frames = (joined.size - self.fft) // self.hop + 1 if joined.size >= self.fft else 0
-        if frames:
-            windows = np.lib.stride_tricks.sliding_window_view(joined, self.fft)[:: self.hop][:frames]
-            self.spectrum.add(np.abs(np.fft.rfft(windows * self.window, axis=1)) ** 2)
-        self._rest = joined[frames * self.hop :]
-
-    def envelope_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(start time of each column in seconds, lowest sample, highest sample)."""
-        values = self.envelope.values().reshape(-1, 2)
-        return np.arange(len(values)) * self.envelope.span / self.rate, values[:, 0], values[:, 1]
-
-    def spectrogram_db(self) -> np.ndarray | None:
-        """(frequency bins, columns): mean power spectral density per column in dB (zero power: 200 dB below the
-        loudest column), None for a clip shorter than one frame."""
-        sums = self.spectrum.values()
-        if not self.spectrum.rows:
-            return None
-        density = sums / self.spectrum.counts()[:, None] / (self.rate * float(np.sum(self.window**2)))
-        density[:, 1:-1] *= 2  # one-sided: each bin but DC and Nyquist holds its negative frequency too
-        peak = float(density.max())
-        return 10 * np.log10(np.maximum(density, peak * 1e-20 if peak > 0 else 1e-30)).T
-
-
-def mean_columns(times: np.ndarray, values: np.ndarray, columns: int = PLOT_COLUMNS) -> tuple[np.ndarray, np.ndarray]:
-    """A curve of many points, `values` (points, K) over `times`, as at most 2 * `columns` column means."""
-    if len(times) < 2 * columns:
-        return times, values
-    binned = BinnedColumns(columns, _sum)
-    binned.add(np.column_stack([times, values]))
-    means = binned.values() / binned.counts()[:, None]
-    return means[:, 0], means[:, 1:]
-
-
-def plot_frame_curve(png: Path, title: str, result: dict[str, Any], waveform: np.ndarray | SignalSketch, rate: int,
-                     names: Sequence[str], spectrogram: bool = False,
-                     segments: Sequence[tuple[float, str]] = ()) -> Path:
-    """Frame-level score curves over time (the pipeline's `frame_scores` / `frame_times`), the waveform beneath,
-    optionally its spectrogram, and optional labelled segment starts `(seconds, label)` drawn on every panel.
-
-    `waveform` is the signal at `rate`, or its `SignalSketch` (a long file, read block by block): either way the
-    picture is drawn from a sketch, so its memory and time do not grow with the clip's length beyond one pass."""
-    from ..vocabulary import display_name
-
-    sketch = waveform if isinstance(waveform, SignalSketch) else SignalSketch.of(np.asarray(waveform), rate)
-    plt = agg_pyplot()
-    rows = 3 if spectrogram else 2
-    figure, axes = plt.subplots(rows, 1, figsize=(9, 2.2 + 1.6 * rows), dpi=90, sharex=True,
-                                gridspec_kw={"height_ratios": [2, 1, 1.5][:rows]})
-    curves, wave = axes[0], axes[1]
-    times, scores = mean_columns(np.asarray(result["frame_times"], np.float64),
-                                 np.column_stack([np.asarray(result["frame_scores"][name], np.float64)
-                                                  for name in names]))
-    for k, name in enumerate(names):
-        curves.plot(times, scores[:, k], linewidth=1, label=f"{display_name(name)} {result[name]:.2f}")
-    starts = [chunk["start_s"] for chunk in result.get("chunks") or []]
-    if 0 < len(starts) <= WINDOW_LINES_DRAWN:  # more would grey the panel over (a 2-hour file has 864 windows)
-        curves.vlines(starts, 0, 1, transform=curves.get_xaxis_transform(), color="grey", linewidth=0.5, alpha=0.5)
-    curves.set_ylabel("frame score")
-    curves.legend(loc="upper right", fontsize=8, ncol=len(names))
-    curves.set_title(title if len(title) <= 100 else "..." + title[-97:], fontsize=9)
-    columns, lowest, highest = sketch.envelope_columns()
-    wave.fill_between(columns, lowest, highest, step="post", color="black", linewidth=0.4)
-    wave.set_ylabel("waveform")
-    if spectrogram:
-        power_db = sketch.spectrogram_db()
-        if power_db is not None:
-            floor = max(float(power_db.min()), float(power_db.max()) - 120.0)  # silence is drawn as the floor
-            axes[2].imshow(power_db, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
-                           vmin=floor, extent=(0.0, sketch.duration_s, 0.0, rate / 2))
-        axes[2].set_ylabel("Hz")
-    for start, label in segments:
-        for axis in axes:
-            axis.axvline(start, color="tab:red", linewidth=0.8, alpha=0.7)
-        curves.text(start, curves.get_ylim()[0], f" {label}", fontsize=7, va="bottom", color="tab:red")
-    axes[-1].set_xlabel("time (s)")
-    axes[-1].set_xlim(0.0, max(sketch.duration_s, float(times[-1]) if len(times) else 0.0) or 1.0)
-    figure.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(png)
-    plt.close(figure)
-    return png
 
 
 def plot_histograms(plot_dir: Path, rows: list[dict[str, Any]], names: Sequence[str]) -> list[Path]:
@@ -777,14 +560,8 @@ def parse_args(argv: list[str] | None = None, prog: str | None = "mtqnet score")
 
 def score_corpus(args: argparse.Namespace) -> Path:
     """Run the command in this process (one of several under a launcher); returns OUT."""
-    from tqdm.auto import tqdm
-
     state = ProcessState(cpu=args.device == "cpu")
-    prefix = f"[mtqnet-score {state.rank}/{state.world}] " if state.world > 1 else "[mtqnet-score] "
-
-    def log(message: str) -> None:
-        tqdm.write(prefix + message, file=sys.stderr)
-
+    log = process_log(state)
     output = Path(args.output).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
     config = _load_config(args.model)
@@ -795,12 +572,45 @@ def score_corpus(args: argparse.Namespace) -> Path:
     if not paths:
         raise SystemExit(f"No audio found in {args.inputs} (extensions: {args.extensions})")
     resume_output = check_output(output, args.inputs, paths, args.overwrite)
+    done = files_done(output, paths, resume_output, args.retry_errors, state, log)
+    state.barrier()  # stale markers are gone before anyone writes a new one
 
-    # Resume: files already in OUT or in any partial file (rows complete; a torn last line is ignored).
+    mine = [path for index, path in enumerate(paths) if index % state.world == state.rank and path not in done]
+    device = torch.device(args.device) if args.device else state.device
+    if args.dtype == "fp16" and device.type == "cpu":
+        raise SystemExit("--dtype fp16 needs a GPU (CPU kernels of this model are not all there in float16); use "
+                         "--dtype bf16 on a CPU")
+    plot_dir = Path(args.plot_dir) if args.plot_dir else None
+    counts = score_files(mine, args, device, partial_path(output, state.rank, state.world), plot_dir, state, log)
+    marker = done_marker(output, state.rank, state.world)
+    marker.with_name(marker.name + ".tmp").write_text(json.dumps(counts))
+    os.replace(marker.with_name(marker.name + ".tmp"), marker)  # whole, so the main process never reads half
+    if not state.is_main:
+        return output
+    return merge_when_all_done(output, paths, list(config.target_names), resume_output, plot_dir, state, log)
+
+
+def process_log(state: ProcessState) -> LogFunction:
+    """A log on stderr that names the process (one of several under a launcher) and keeps the progress bars whole."""
+    from tqdm.auto import tqdm
+
+    prefix = f"[mtqnet-score {state.rank}/{state.world}] " if state.world > 1 else "[mtqnet-score] "
+
+    def log(message: str) -> None:
+        tqdm.write(prefix + message, file=sys.stderr)
+
+    return log
+
+
+def files_done(output: Path, paths: Sequence[str], resume_output: bool, retry_errors: bool, state: ProcessState,
+               log: LogFunction) -> set[str]:
+    """Resume: the files already in OUT or in any partial file (rows complete; a torn last line is ignored), but for
+    those with an error when `retry_errors`. The main process also clears an earlier run's done markers and says
+    which files it skips."""
     earlier = read_table(output, required="path") if resume_output else []
     sources = ([output] if earlier else []) + partial_paths(output)
     earlier += [row for partial in partial_paths(output) for row in read_jsonl(partial, required="path")]
-    done = {row["path"] for row in earlier if not (args.retry_errors and row.get(ERROR_COLUMN))}
+    done = {row["path"] for row in earlier if not (retry_errors and row.get(ERROR_COLUMN))}
     if state.is_main:
         for marker in output.parent.glob(glob.escape(output.name) + ".done-*"):
             marker.unlink()
@@ -809,47 +619,49 @@ def score_corpus(args: argparse.Namespace) -> Path:
             listed = ", ".join(skipped[:20]) + (f", ... and {len(skipped) - 20} more" if len(skipped) > 20 else "")
             log(f"resuming: {len(skipped)} of {len(paths)} file(s) already scored in "
                 f"{', '.join(p.name for p in sources)}: skipping {listed}")
-    state.barrier()  # stale markers are gone before anyone writes a new one
+    return done
 
-    mine = [path for index, path in enumerate(paths) if index % state.world == state.rank and path not in done]
-    device = torch.device(args.device) if args.device else state.device
-    if args.dtype == "fp16" and device.type == "cpu":
-        raise SystemExit("--dtype fp16 needs a GPU (CPU kernels of this model are not all there in float16); use "
-                         "--dtype bf16 on a CPU")
-    config_names = list(config.target_names)
-    columns = [*FILE_COLUMNS, *config_names, CHUNKS_COLUMN, ERROR_COLUMN, WARNING_COLUMN]
-    plot_dir = Path(args.plot_dir) if args.plot_dir else None
+
+def score_files(mine: Sequence[str], args: argparse.Namespace, device: torch.device, partial: Path,
+                plot_dir: Path | None, state: ProcessState, log: LogFunction) -> dict[str, int]:
+    """Score this process's files into its partial file, batch by batch; {"scored": ..., "errors": ...}. The model is
+    loaded only when there is something to score."""
+    from tqdm.auto import tqdm
+
     counts = {"scored": 0, "errors": 0}
-    if mine:
-        model, extractor = load_model(args.model, device, args.dtype)
-        scorer = CorpusScorer(model, extractor, device, args.batch_size, args.chunk_length_s or None,
-                              args.stride_length_s)
-        log(f"scoring {len(mine)} file(s) on {device} with {args.num_workers} decoding worker(s)")
-        loader = decode_loader(mine, extractor, args.batch_size, args.num_workers, bool(args.chunk_length_s))
-        writer = PartialWriter(partial_path(output, state.rank, state.world))
-        bar = tqdm(total=len(mine), unit="file", desc=f"scoring {state.rank}" if state.world > 1 else "scoring",
-                   position=state.rank, disable=args.no_progress, dynamic_ncols=True)
-        try:
-            for batch in loader:
-                rows = scorer.score_batch(batch, plot_dir)
-                writer.write(rows)
-                errors = sum(bool(row[ERROR_COLUMN]) for row in rows)
-                counts["errors"] += errors
-                counts["scored"] += len(rows) - errors
-                bar.update(len(rows))
-                bar.set_postfix(errors=counts["errors"], refresh=False)
-        finally:
-            bar.close()
-            writer.close()
-    marker = done_marker(output, state.rank, state.world)
-    marker.with_name(marker.name + ".tmp").write_text(json.dumps(counts))
-    os.replace(marker.with_name(marker.name + ".tmp"), marker)  # whole, so the main process never reads half
-    if not state.is_main:
-        return output
+    if not mine:
+        return counts
+    model, extractor = load_model(args.model, device, args.dtype)
+    scorer = CorpusScorer(model, extractor, device, args.batch_size, args.chunk_length_s or None,
+                          args.stride_length_s)
+    log(f"scoring {len(mine)} file(s) on {device} with {args.num_workers} decoding worker(s)")
+    loader = decode_loader(mine, extractor, args.batch_size, args.num_workers, bool(args.chunk_length_s))
+    writer = PartialWriter(partial)
+    bar = tqdm(total=len(mine), unit="file", desc=f"scoring {state.rank}" if state.world > 1 else "scoring",
+               position=state.rank, disable=args.no_progress, dynamic_ncols=True)
+    try:
+        for batch in loader:
+            rows = scorer.score_batch(batch, plot_dir)
+            writer.write(rows)
+            errors = sum(bool(row[ERROR_COLUMN]) for row in rows)
+            counts["errors"] += errors
+            counts["scored"] += len(rows) - errors
+            bar.update(len(rows))
+            bar.set_postfix(errors=counts["errors"], refresh=False)
+    finally:
+        bar.close()
+        writer.close()
+    return counts
 
+
+def merge_when_all_done(output: Path, paths: Sequence[str], names: Sequence[str], resume_output: bool,
+                        plot_dir: Path | None, state: ProcessState, log: LogFunction) -> Path:
+    """The main process, once every process has left its done marker: their partial files merged into OUT (with
+    OUT's earlier rows when resuming), the markers removed, the histograms drawn."""
     markers = [done_marker(output, rank, state.world) for rank in range(state.world)]
     wait_for_markers(markers)
-    totals = {key: sum(json.loads(m.read_text())[key] for m in markers) for key in counts}
+    totals = {key: sum(json.loads(m.read_text())[key] for m in markers) for key in ("scored", "errors")}
+    columns = [*FILE_COLUMNS, *names, CHUNKS_COLUMN, ERROR_COLUMN, WARNING_COLUMN]
     try:
         rows = merge_outputs(output, paths, columns, keep_earlier=resume_output)
     except OSError as error:
@@ -859,7 +671,7 @@ def score_corpus(args: argparse.Namespace) -> Path:
     for marker in markers:
         marker.unlink()
     if plot_dir is not None:
-        plot_histograms(plot_dir, rows, config_names)
+        plot_histograms(plot_dir, rows, names)
     log(f"wrote {output}: {len(rows)} row(s); this run scored {totals['scored']} file(s), "
         f"{totals['errors']} with an error")
     return output

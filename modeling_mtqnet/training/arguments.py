@@ -1,6 +1,6 @@
 """The Trainer arguments of `mtqnet train`: the recipe's schedule as their defaults, and a `--help` that shows them.
 
-Every shipped model's build (`tools/build_pretrained.py`, `tools/build_student.py`) and the demo train with learning
+Every shipped model's build (`builds/teacher.py`, `builds/student.py`) and the demo train with learning
 rate 1e-3, cosine decay and a 5% linear warm-up (the builds spell it out; the demo takes it from here).
 transformers' own defaults (5e-5, linear decay, no warm-up) barely move MTQ-Net's freshly initialised heads in a short
 run: with them a G-MOS head came out anti-correlated with its labels (LCC -0.62 on validation; -0.23 in the 240-clip

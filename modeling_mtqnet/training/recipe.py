@@ -32,6 +32,8 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -81,9 +83,10 @@ from .trainer import DEFAULT_LABELLED_BATCH_SHARE, FreeCoreThreadsCallback, MTQN
 logger = logging.getLogger("mtqnet.train")
 
 
-#: `mtqnet train` arguments that keep the checkpoint with the best validation LCC (mean over the primary targets).
-KEEP_BEST_VALIDATION_LCC = ("--load_best_model_at_end", "true", "--metric_for_best_model", "lcc",
-                            "--greater_is_better", "true")
+#: `mtqnet train` arguments (as `training_arguments` takes them) that keep the checkpoint with the best validation
+#: LCC (mean over the primary targets).
+KEEP_BEST_VALIDATION_LCC: Mapping[str, Any] = MappingProxyType(
+    {"load_best_model_at_end": True, "metric_for_best_model": "lcc", "greater_is_better": True})
 
 
 @dataclass
@@ -151,11 +154,18 @@ class ModelArguments:
     early_stopping_patience: int | None = field(default=None, metadata={"help": "evaluations without improvement"})
 
 
-def parse_arguments(argv: list[str] | None = None,
-                    prog: str | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+#: One run of `mtqnet train`: its arguments, as the recipe's three argument dataclasses hold them.
+TrainingRun = tuple[ModelArguments, DataArguments, MTQNetTrainingArguments]
+
+
+def argument_parser(prog: str | None = None) -> HfArgumentParser:
     # The recipe's schedule is the Trainer arguments' default (MTQNetTrainingArguments), and --help shows defaults.
-    parser = HfArgumentParser((ModelArguments, DataArguments, MTQNetTrainingArguments), description=__doc__,
-                              prog=prog, formatter_class=DefaultsHelpFormatter)
+    return HfArgumentParser((ModelArguments, DataArguments, MTQNetTrainingArguments), description=__doc__,
+                            prog=prog, formatter_class=DefaultsHelpFormatter)
+
+
+def parse_arguments(argv: list[str] | None = None, prog: str | None = None) -> TrainingRun:
+    parser = argument_parser(prog)
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--bf16" in argv and "--use_cpu" not in argv and not torch.cuda.is_available():
         argv += ["--use_cpu", "true"]  # bf16 autocast on a CPU machine (TrainingArguments insists on use_cpu)
@@ -165,6 +175,24 @@ def parse_arguments(argv: list[str] | None = None,
         model_args, data_args, training_args = parser.parse_yaml_file(argv[0])
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
+    return checked_arguments(model_args, data_args, training_args)
+
+
+def training_arguments(values: Mapping[str, Any]) -> TrainingRun:
+    """`mtqnet train`'s arguments from field values of `ModelArguments`, `DataArguments` and
+    `MTQNetTrainingArguments` (as a .json arguments file holds them), with the command line's defaults and checks.
+
+    The one way the shipped models' builds, the demo and the benchmarks set up a training run: typed values into the
+    recipe's own dataclasses, not a command line to be parsed back."""
+    values = dict(values)
+    if values.get("bf16") and "use_cpu" not in values and not torch.cuda.is_available():
+        values["use_cpu"] = True  # as on the command line: bf16 autocast on a CPU machine
+    return checked_arguments(*argument_parser().parse_dict(values))
+
+
+def checked_arguments(model_args: ModelArguments, data_args: DataArguments,
+                      training_args: MTQNetTrainingArguments) -> TrainingRun:
+    """The parsed arguments checked, and completed where the defaults depend on each other (method, teacher)."""
     if model_args.preset not in PRESETS:
         raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {model_args.preset!r}")
     choose_method_and_teacher(model_args)
@@ -353,7 +381,12 @@ def _first(value):
 
 def main(argv: list[str] | None = None, prog: str | None = "mtqnet train") -> dict[str, float]:
     """`mtqnet train` (and the top-level `train.py`): train one model; returns its evaluation results."""
-    model_args, data_args, training_args = parse_arguments(argv, prog)
+    return train(parse_arguments(argv, prog))
+
+
+def train(run: TrainingRun) -> dict[str, float]:
+    """Train one model (`mtqnet train` once its arguments are parsed); returns its evaluation results."""
+    model_args, data_args, training_args = run
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
@@ -394,15 +427,16 @@ def main(argv: list[str] | None = None, prog: str | None = "mtqnet train") -> di
     return write_outputs(trainer, output_dir, model_args.method, eval_metrics, *scored)
 
 
-def train_resuming(arguments: list[str], prog: str | None = "mtqnet train") -> dict[str, float]:
-    """`main(arguments)`, resumed from the last checkpoint in its --output_dir when an earlier run was cut off."""
+def train_resuming(run: TrainingRun) -> dict[str, float]:
+    """`train(run)`, resumed from the last checkpoint in its output_dir when an earlier run was cut off."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    output_dir = Path(arguments[arguments.index("--output_dir") + 1])
+    training_args = run[2]
+    output_dir = Path(training_args.output_dir)
     if output_dir.is_dir() and (last := get_last_checkpoint(str(output_dir))):
         print(f"Resuming {output_dir.name} from {Path(last).name}")
-        arguments = [*arguments, "--resume_from_checkpoint", last]
-    return main(arguments, prog=prog)
+        training_args.resume_from_checkpoint = last
+    return train(run)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,17 @@
 """Results in the paper's layout: predictions.csv, results.md (LCC / SRCC / MSE per target, and a warning for a
-target that did not learn) and scatter plots."""
+target that did not learn), scatter plots, and a build's results by factor group (`factor_table`)."""
 
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..tables import read_table, to_float, write_table
-from ..vocabulary import display_name
+from ..vocabulary import PSEUDO_LABEL_TARGETS, display_name
 
 METRIC_KEYS = ("lcc", "srcc", "mse")
 #: What the speech-quality metric reports per target: the paper's three and the bias (mean prediction minus label),
@@ -45,6 +45,26 @@ def results_table(systems: Mapping[str, Mapping[str, float]], targets: Sequence[
     for system, metrics in systems.items():
         metrics = strip_prefix(metrics)
         lines.append(f"| {system} | " + " | ".join(format_cell(metrics, t) for t in targets) + " |")
+    return "\n".join(lines)
+
+
+def factor_table(results: Mapping[str, Mapping[str, Any]], prefixes: Sequence[str] = ("all", "noise:", "system:",
+                                                                                    "language=", "system="),
+                 targets: Sequence[str] = PSEUDO_LABEL_TARGETS) -> str:
+    """A markdown table (LCC / SRCC / MSE / bias per target) of a build's results by factor group (its
+    evaluation.json: group -> {"clips", target -> metrics}), the groups starting with `prefixes`, in that order.
+    Results recorded before the bias was kept show three values."""
+    lines = ["| group | clips | " + " | ".join(t.upper().replace("_", "-") for t in targets) + " |",
+             "|---|---:|" + "---|" * len(targets)]
+    for prefix in prefixes:
+        for group, entry in results.items():
+            if group.startswith(prefix):
+                cells = []
+                for target in targets:
+                    m = entry.get(target, {})
+                    cells.append(" / ".join(f"{m[k]:+.3f}" if k == "bias" else f"{m[k]:.3f}"
+                                            for k in REPORTED_METRIC_KEYS if k in m) if m else "-")
+                lines.append(f"| {group} | {entry['clips']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -218,6 +238,6 @@ def scatter_plots(output_dir: str | os.PathLike, targets: Sequence[str], predict
     return paths
 
 
-__all__ = ["WEAK_LCC", "agg_pyplot", "lcc_srcc_mse", "parse_results_table", "read_predictions", "results_table",
-           "scatter_plots", "seed_bootstrap", "strip_prefix", "weak_target_note", "weak_targets",
+__all__ = ["WEAK_LCC", "agg_pyplot", "factor_table", "lcc_srcc_mse", "parse_results_table", "read_predictions",
+           "results_table", "scatter_plots", "seed_bootstrap", "strip_prefix", "weak_target_note", "weak_targets",
            "write_predictions_csv"]

@@ -22,7 +22,7 @@ gr = pytest.importorskip("gradio")  # installed by scripts/setup_env.sh (require
 
 from modeling_mtqnet.pretrained import pretrained_path  # noqa: E402
 from modeling_mtqnet.tools import app  # noqa: E402
-from modeling_mtqnet.tools.score import PLOT_COLUMNS, SignalSketch  # noqa: E402
+from modeling_mtqnet.scoring.frame_plots import PLOT_COLUMNS, SignalSketch  # noqa: E402
 from tests.helpers import build_model, noisy_tone  # noqa: E402
 
 NAMES = ["s_mos", "n_mos", "g_mos"]

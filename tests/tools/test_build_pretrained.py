@@ -13,8 +13,10 @@ import pytest
 from huggingface_hub import ModelCard
 
 from modeling_mtqnet import MTQNetForSpeechQualityAssessment
+from modeling_mtqnet.builds import recipes, teacher
+from modeling_mtqnet.builds.evaluation import factor_groups
 from modeling_mtqnet.tools import build_pretrained
-from modeling_mtqnet.tools.build_pretrained import factor_groups, main
+from modeling_mtqnet.tools.build_pretrained import main
 from tests.tools.conftest import build_arguments
 
 @pytest.fixture()
@@ -82,11 +84,11 @@ def test_a_foreign_model_folder_is_never_overwritten(tmp_path, build_speech, mon
 
 
 def test_recipe_reaches_the_training_arguments(tmp_path):
-    from modeling_mtqnet.training.recipe import parse_arguments
+    from modeling_mtqnet.training.recipe import training_arguments
 
     def parsed(**fields):
-        recipe = dataclasses.replace(build_pretrained.TeacherRecipe(), **fields)
-        return parse_arguments(build_pretrained.train_arguments(recipe, tmp_path, tmp_path / "out"))
+        recipe = dataclasses.replace(recipes.TeacherRecipe(), **fields)
+        return training_arguments(teacher.teacher_training_values(recipe, tmp_path, tmp_path / "out"))
 
     model_args, _, training_args = parsed()
     # The last epoch ships (validation holds a few whole speakers and picked early, worse epochs), and no best

@@ -13,8 +13,8 @@ from huggingface_hub import ModelCard
 
 from modeling_mtqnet import MTQNetForSpeechQualityAssessment
 from modeling_mtqnet.tables import read_table, to_float
+from modeling_mtqnet.builds.student import read_parts
 from modeling_mtqnet.tools.build_pretrained import main
-from modeling_mtqnet.tools.build_student import read_parts
 from modeling_mtqnet.vocabulary import PRIMARY_TARGETS, PSEUDO_LABEL_TARGETS
 from tests.tools.conftest import build_arguments
 

@@ -18,7 +18,8 @@ import soundfile
 
 from modeling_mtqnet.corpus.signals import synthetic_speech
 from modeling_mtqnet.tools.demo import DEFAULT_METHODS as METHODS
-from modeling_mtqnet.tools.demo import DEFAULT_POOL_DIR, SHIPPED_TEACHER, STAGES, stand_in_mos
+from modeling_mtqnet.labels.stand_in import stand_in_mos
+from modeling_mtqnet.tools.demo import DEFAULT_POOL_DIR, SHIPPED_TEACHER, STAGES
 from modeling_mtqnet.training.reporting import parse_results_table
 from modeling_mtqnet.vocabulary import METHOD_DISPLAY_NAMES as METHOD_NAMES
 

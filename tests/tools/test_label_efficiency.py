@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from modeling_mtqnet.tables import read_table, to_float
-from modeling_mtqnet.tools.demo import stand_in_mos
+from modeling_mtqnet.labels.stand_in import stand_in_mos
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location("label_efficiency", REPO / "studies" / "label_efficiency.py")

@@ -48,29 +48,50 @@ def test_the_users_schedule_wins_on_the_command_line_and_in_an_arguments_file(tm
 def test_the_shipped_builds_and_the_demo_train_on_the_same_schedule(build: str, tmp_path: Path):
     """The builds still spell the schedule out (they record it in their build_info); it must be the default's."""
     if build == "teacher":
-        from modeling_mtqnet.tools.build_pretrained import TeacherRecipe, train_arguments
+        from modeling_mtqnet.builds.recipes import TeacherRecipe
+        from modeling_mtqnet.builds.teacher import teacher_training_values
 
-        arguments = train_arguments(TeacherRecipe(), tmp_path, tmp_path / "out")
+        values = teacher_training_values(TeacherRecipe(), tmp_path, tmp_path / "out")
     elif build == "student":
-        from modeling_mtqnet.tools.build_student import StudentRecipe, student_arguments
+        from modeling_mtqnet.builds.recipes import StudentRecipe
+        from modeling_mtqnet.builds.student import student_training_values
 
         student = StudentRecipe()
         tables = {"validation": tmp_path / "validation.csv", "test": tmp_path / "test.csv"}
-        arguments = student_arguments("scratch", tmp_path / "train.csv", tables, tmp_path / "out",
-                                      preset=student.preset, steps=student.steps, batch_size=student.batch_size,
-                                      learning_rate=student.learning_rate, crop_s=student.max_train_duration_s,
-                                      seed=student.seed, evaluations=student.evaluations)
+        values = student_training_values("scratch", tmp_path / "train.csv", tables, tmp_path / "out",
+                                         preset=student.preset, steps=student.steps, batch_size=student.batch_size,
+                                         learning_rate=student.learning_rate, crop_s=student.max_train_duration_s,
+                                         seed=student.seed, evaluations=student.evaluations)
     else:
         import argparse
 
-        from modeling_mtqnet.tools.demo import SIZES
-        from modeling_mtqnet.tools.demo import train_arguments as demo_arguments
+        from modeling_mtqnet.tools.demo import SIZES, training_values
 
         options = argparse.Namespace(preset="small", ssl_model=None, freeze_ssl=False)
-        arguments = demo_arguments(options, SIZES["full"], tmp_path / "out", tmp_path / "train.csv", "scratch",
-                                   ["s_mos"], ["--max_steps", "10", "--eval_strategy", "steps", "--eval_steps", "5",
-                                               "--save_strategy", "steps", "--save_steps", "5"],
-                                   tmp_path / "test.csv", 0)
-        assert "--learning_rate" not in arguments  # the demo takes the default, the recipe's, from one place
-    _, _, training_args = recipe.parse_arguments(arguments)
+        values = training_values(options, SIZES["full"], tmp_path / "out", tmp_path / "train.csv", "scratch",
+                                 ["s_mos"], {"max_steps": 10, "eval_strategy": "steps", "eval_steps": 5,
+                                             "save_strategy": "steps", "save_steps": 5},
+                                 tmp_path / "test.csv", 0)
+        assert "learning_rate" not in values  # the demo takes the default, the recipe's, from one place
+    _, _, training_args = recipe.training_arguments(values)
     assert schedule(training_args) == (RECIPE_LEARNING_RATE, RECIPE_LR_SCHEDULER_TYPE, RECIPE_WARMUP_STEPS)
+
+
+def test_values_and_the_command_line_give_the_same_arguments(tmp_path: Path):
+    """`training_arguments` (typed values, as the builds give them) and `mtqnet train`'s command line are one parser:
+    the same run comes out of either, checks and completed defaults included."""
+    values = {"train_file": "x.csv", "output_dir": str(tmp_path / "o"), "target_columns": ["pesq", "stoi", "sdi"],
+              "method": "scratch", "num_train_epochs": 2.0, "eval_strategy": "steps", "eval_steps": 5,
+              "load_best_model_at_end": True, "metric_for_best_model": "lcc", "save_strategy": "steps",
+              "save_steps": 5, "dropout": 0.0, "report_to": "none", "skip_bad_files": True,
+              "dataloader_pin_memory": False}
+    argv = ["--train_file", "x.csv", "--output_dir", str(tmp_path / "o"), "--target_columns", "pesq", "stoi", "sdi",
+            "--method", "scratch", "--num_train_epochs", "2", "--eval_strategy", "steps", "--eval_steps", "5",
+            "--load_best_model_at_end", "true", "--metric_for_best_model", "lcc", "--save_strategy", "steps",
+            "--save_steps", "5", "--dropout", "0", "--report_to", "none", "--skip_bad_files",
+            "--dataloader_pin_memory", "false"]
+    from_values, from_argv = recipe.training_arguments(values), recipe.parse_arguments(argv)
+    assert from_values[:2] == from_argv[:2]
+    assert from_values[2].to_dict() == from_argv[2].to_dict()
+    with pytest.raises(ValueError, match="dropout"):
+        recipe.training_arguments({**values, "dropout": 1.5})
