@@ -176,24 +176,21 @@ def pooled_encoder_features(paths: Sequence[str], preset: str) -> np.ndarray:
     return np.stack([_POOLED[preset, path] for path in paths])
 
 
-def readout_run(files: dict[str, Path], shared: dict[str, Path], output: Path, preset: str) -> None:
-    """Ridge regression on pooled encoder features (mean and standard deviation): fitted on the labelled clips, the ridge strength of each target
-    chosen by validation LCC, the test clips' predictions written as a training run writes them."""
-    from modeling_mtqnet.training.reporting import lcc_srcc_mse, write_predictions_csv
+def fit_readout(features: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                ridges: Sequence[float] = READOUT_RIDGES) -> tuple[np.ndarray, list[float]]:
+    """Ridge regression per target column: fitted on `train` (features standardised by the training clips', the
+    intercept not shrunk), its strength the one of `ridges` with the best `validation` LCC; returns the `test`
+    predictions (clips, targets) and the chosen strengths."""
+    from modeling_mtqnet.training.reporting import lcc_srcc_mse
 
-    tables = {"train": read_table(files["labelled"]), "validation": read_table(shared["validation"]),
-              "test": read_table(shared["test"])}
-    features = {name: pooled_encoder_features([row["path"] for row in rows], preset) for name, rows in tables.items()}
-    labels = {name: np.array([[to_float(row[t]) for t in PRIMARY_TARGETS] for row in rows])
-              for name, rows in tables.items()}
     mean, scale = features["train"].mean(axis=0), features["train"].std(axis=0) + 1e-8
     standard = {name: (values - mean) / scale for name, values in features.items()}
     train_x = np.hstack([standard["train"], np.ones((len(standard["train"]), 1))])
-    predictions = np.zeros_like(labels["test"])
-    chosen = {}
-    for k, target in enumerate(PRIMARY_TARGETS):
+    predictions = np.zeros((len(standard["test"]), labels["train"].shape[1]))
+    chosen = []
+    for k in range(labels["train"].shape[1]):
         best = None
-        for ridge in READOUT_RIDGES:
+        for ridge in ridges:
             penalty = ridge * np.eye(train_x.shape[1])
             penalty[-1, -1] = 0.0  # the intercept is not shrunk
             weights = np.linalg.solve(train_x.T @ train_x + penalty, train_x.T @ labels["train"][:, k])
@@ -201,11 +198,25 @@ def readout_run(files: dict[str, Path], shared: dict[str, Path], output: Path, p
             lcc = lcc_srcc_mse(predict["validation"], labels["validation"][:, k])[0]
             if best is None or lcc > best[0]:
                 best = (lcc, ridge, predict["test"])
-        chosen[target] = best[1]
+        chosen.append(best[1])
         predictions[:, k] = best[2]
+    return predictions, chosen
+
+
+def readout_run(files: dict[str, Path], shared: dict[str, Path], output: Path, preset: str) -> None:
+    """The read-out arm: `fit_readout` on pooled encoder features (mean and standard deviation) of the labelled,
+    validation and test clips; the test clips' predictions written as a training run writes them."""
+    from modeling_mtqnet.training.reporting import write_predictions_csv
+
+    tables = {"train": read_table(files["labelled"]), "validation": read_table(shared["validation"]),
+              "test": read_table(shared["test"])}
+    features = {name: pooled_encoder_features([row["path"] for row in rows], preset) for name, rows in tables.items()}
+    labels = {name: np.array([[to_float(row[t]) for t in PRIMARY_TARGETS] for row in rows])
+              for name, rows in tables.items()}
+    predictions, chosen = fit_readout(features, labels)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "readout.json").write_text(json.dumps({"ridge": chosen, "features": features["train"].shape[1]},
-                                                    indent=2))
+    (output / "readout.json").write_text(json.dumps({"ridge": dict(zip(PRIMARY_TARGETS, chosen)),
+                                                     "features": features["train"].shape[1]}, indent=2))
     write_predictions_csv(output / "predictions.csv", [row["path"] for row in tables["test"]], PRIMARY_TARGETS,
                           predictions, labels["test"])
 

@@ -26,7 +26,8 @@ SIZES = ["8", "16"]
 def _arguments(build: Path, out: Path) -> list[str]:
     return ["--build_dir", str(build), "--output_dir", str(out), "--sizes", *SIZES, "--seeds", "0", "1",
             "--methods", "scratch", "mpl", "--pool", "60", "--validation", "8", "--test", "24",
-            "--steps", "3", "--batch_size", "4", "--bootstrap", "50", "--workers", "1"]
+            "--steps", "3", "--batch_size", "4", "--bootstrap", "50", "--workers", "1", "--preset", "small",
+            "--crop_s", "2.5"]
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,44 @@ def test_oracle_arm_trains_on_the_intrusive_labels_in_place_of_the_teachers(fini
     assert any(a["pesq"] != b["pesq"] for a, b in zip(pooled, oracle))  # the teacher's were predictions
     assert (out / "runs" / "mpl_oracle_n8_seed0" / "predictions.csv").is_file()
     assert json.loads((out / "results.json").read_text())["mpl_oracle@8"]["reference"] == "mpl"
+
+
+def test_readout_fits_a_linear_signal_and_does_not_shrink_the_intercept():
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(12, 2))
+    features = {name: rng.normal(size=(n, 12)) * 5 + 10 for name, n in (("train", 200), ("validation", 60),
+                                                                       ("test", 80))}
+    labels = {name: x @ weights / 5 + 3 + rng.normal(scale=0.3, size=(len(x), 2)) for name, x in features.items()}
+    predictions, chosen = study.fit_readout(features, labels)
+    for k in range(2):
+        assert np.corrcoef(predictions[:, k], labels["test"][:, k])[0, 1] > 0.9
+        assert chosen[k] in study.READOUT_RIDGES
+    # An enormous ridge flattens the slopes, not the level: every prediction is the training labels' mean.
+    flat, _ = study.fit_readout(features, labels, ridges=(1e9,))
+    np.testing.assert_allclose(flat, np.broadcast_to(labels["train"].mean(axis=0), flat.shape), atol=1e-3)
+
+
+def test_readout_arm_scores_the_test_clips_from_the_encoders_pooled_frames(teacher_build, tmp_path):
+    out = tmp_path / "readout"
+    arguments = _arguments(teacher_build, out)
+    arguments[arguments.index("--methods") + 1: arguments.index("--methods") + 3] = ["readout"]
+    arguments[arguments.index("--preset") + 1] = "small-distillmos"
+    assert study.main([*arguments, "--reference", "readout"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {f"readout@{size}" for size in SIZES} <= set(results)
+    run = out / "runs" / "readout_n16_seed0"
+    record = json.loads((run / "readout.json").read_text())
+    hidden = study.encoder_student("small-distillmos").config.ssl_config.hidden_size
+    assert record["features"] == 2 * hidden  # mean and standard deviation of each frame dimension
+    test = read_table(out / "tables" / "test.csv")
+    predicted = {Path(row["audio_id"]).name for row in read_table(run / "predictions.csv")}
+    assert predicted == {Path(row["path"]).name for row in test}
+    # Each clip gets its own statistics, in the order asked, whatever else is asked beside it.
+    path = test[0]["path"]
+    alone = study.pooled_encoder_features([path], "small-distillmos")
+    study._POOLED.clear()
+    together = study.pooled_encoder_features([test[1]["path"], path], "small-distillmos")[1]
+    np.testing.assert_allclose(alone[0], together, atol=1e-5)
 
 
 RELATEDNESS_SPEC = importlib.util.spec_from_file_location("pseudo_label_relatedness",
