@@ -29,11 +29,16 @@ the natural mix (labelled clips drawn at their share of the pool), and `mpl_orac
 pool's intrusive PESQ / STOI / SDI (computed against the clean reference, what a perfect teacher would give), to tell
 the teacher's errors apart from how much PESQ / STOI / SDI say about the primary targets at all; and `readout`: no
 MTQ-Net at all, a ridge regression (a linear read-out) on the mean and standard deviation over time of the preset's
-frozen pretrained encoder's frames (`--preset small-distillmos`), fitted on the labelled clips, its ridge strength per target chosen on the
-validation set.
+frozen pretrained encoder's frames (`--preset small-distillmos`), fitted on the labelled clips, its ridge strength per
+target chosen on the validation set.
+
+The defaults are the study on the shipped encoder (0.3.0): `small-distillmos` students on whole clips, a pool of
+2,000 clips, 50 / 200 / 600 labelled ones, 300 test clips.
 
     .venv/bin/python studies/label_efficiency.py --build_dir work/teacher --output_dir outputs/label_efficiency
-    .venv/bin/python studies/label_efficiency.py ... --sizes 50 200 800 --seeds 0 1 2 --methods scratch mpl
+    .venv/bin/python studies/label_efficiency.py ... --methods scratch kt mpl_kt readout --steps 100 --batch_size 8
+    .venv/bin/python studies/label_efficiency.py ... --preset small --crop_s 3.0 --pool 3000 --sizes 50 200 800 \
+        --methods scratch mpl                                    # 0.1.0's trunk without SSL
     .venv/bin/python studies/label_efficiency.py ... --sizes 200 --methods mpl --reference mpl \
         --objectives huber/1/1 mse/1/1 mae/1/1 huber/0.5/1 huber/2/1 huber/1/0
 """

@@ -214,9 +214,10 @@ def checked_arguments(model_args: ModelArguments, data_args: DataArguments,
 
 def choose_method_and_teacher(model_args: ModelArguments) -> None:
     """Fill in the default `--method` and `--teacher` (in place). The label-efficiency study found that starting from
-    the shipped teacher's trunk is what pays with few labels (MPL + KT beat scratch at 50 labelled clips on every
-    target and was level from 200 up; MPL from a random trunk never beat scratch), so a student that can take that
-    trunk gets `mpl_kt` with it; any other gets `mpl`."""
+    the shipped teacher's trunk is what pays with few labels (on the encoder, 0.3.0: MPL + KT beat scratch at 50
+    labelled clips and was never significantly below it; from 200 up KT alone did as well or better; on 0.1.0's trunk
+    MPL from a random trunk never beat scratch), so a student that can take that trunk gets `mpl_kt` with it; any
+    other gets `mpl`."""
     fits = shipped_teacher_fits(model_args.preset, model_args.ssl_model, model_args.fusion_mode)
     if model_args.method is None:
         if model_args.model_name_or_path:  # continuing a saved model: its own trunk, not a teacher's
