@@ -224,9 +224,9 @@ def test_no_module_imports_a_command_of_tools():
     assert not offenders, "\n".join(offenders)
 
 
-def test_benchmarks_run_commands_of_tools_and_use_nothing_else_of_them():
+def test_benchmarks_and_studies_run_commands_of_tools_and_use_nothing_else_of_them():
     offenders = []
-    for path in sorted((REPO / "benchmarks").glob("*.py")):
+    for path in sorted([*(REPO / "benchmarks").glob("*.py"), *(REPO / "studies").glob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and node.module in TOOLS:
                 offenders += [f"{path.name}:{node.lineno} imports {alias.name} from {node.module}"
