@@ -437,6 +437,7 @@ def teacher_metrics(paths) -> dict[str, float]:
 
 
 def stage_report(args, size, paths) -> None:
+    from ..sharing.model_card import ssl_description
     from ..training.arguments import describe_recipe_schedule
     from ..training.reporting import results_table
     from ..vocabulary import display_name
@@ -462,6 +463,8 @@ def stage_report(args, size, paths) -> None:
               for name in ("student", "student_labelled", "validation", "test")}
     test_clips = len(labelled_test_rows(paths)[0])
     comparison = reading(results, args.seeds)
+    # What the students were built with, read from a trained one (the preset decides when --ssl_model is not given).
+    student_config = json.loads((run_dir(paths, next(iter(results)), args.seeds[0]) / "config.json").read_text())
     config = info["config"]
     held_out_noises = sorted(set(config["test_noises"]) - set(config["train_noises"]))
     held_out_systems = sorted(set(config["test_systems"]) - set(config["train_systems"]))
@@ -500,7 +503,7 @@ def stage_report(args, size, paths) -> None:
         f"{describe_recipe_schedule()}, Huber delta 1, alpha 1; the checkpoint with the best "
         f"validation LCC (mean over the primary targets) of {size.evaluations} is kept. Seeds "
         f"{', '.join(map(str, args.seeds))} (initialisation and batch order; the data is the same for every seed).",
-        f"- SSL encoder: {args.ssl_model or 'none (the offline default)'}.", "",
+        f"- SSL encoder: {ssl_description(student_config) or 'none'}.", "",
         "## Teacher on the test part (intrusive targets)", "",
         teacher_table, "",
         "Scatter plots (first seed): `plots/`. Per-clip predictions: `runs/<method>/seed<k>/predictions.csv`.", "",
