@@ -1,6 +1,7 @@
 """The shipped S/N/G model's own stages (`mtqnet build-pretrained small-p835`).
 
-It starts from the teacher's corpus (the same recipe gives the same clips, byte for byte) and adds:
+It starts from the teacher's corpus (the same recipe gives the same clips; see `data_stages` on bit-exactness) and
+adds:
 
 1. `packages`, `pool`, `corpus`  as for the teacher (`builds/stages.py`: `data_stages`);
 2. `parts`       clips drawn from the corpus: a pool of training clips (the labelled ones and the validation clips

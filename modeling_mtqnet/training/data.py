@@ -230,6 +230,19 @@ def duplicate_clips(dataset) -> dict[str, int]:
     return {audio_id: count for audio_id, count in counts.items() if count > 1}
 
 
+def without_unlabelled(dataset):
+    """(the rows with at least one primary label, how many rows had none). A method without pseudo labels learns
+    nothing from a clip without a primary label: left in, it would only take places in the batches."""
+    if len(dataset) == 0:
+        return dataset, 0
+    labelled = ~np.all(np.isnan(np.asarray(dataset["labels"], dtype=np.float64).reshape(len(dataset), -1)), axis=1)
+    dropped = int((~labelled).sum())
+    if dropped == len(dataset):
+        raise DatasetValidationError("No training clip has a primary label: give labels, or train with pseudo labels "
+                                     "(--method mpl or mpl_kt)")
+    return (dataset.select(np.flatnonzero(labelled).tolist()) if dropped else dataset), dropped
+
+
 def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int = 0, group_column: str | None = None):
     """The paper's 90/10 train/validation split, seeded, by group: all rows of a group land on the same side.
 
@@ -313,6 +326,7 @@ __all__ = [
     "prepare_dataset",
     "label_matrix",
     "split_train_validation",
+    "without_unlabelled",
     "duplicate_clips",
     "RandomCrop",
     "SpeechQualityCollator",

@@ -6,10 +6,11 @@ Methods (the paper's four set-ups):
   mpl      primary labels + pseudo-label heads trained on --pseudo_label_columns (at least half of the draws are
            labelled clips: --labelled_batch_share)
   mpl_kt   both
-The default follows the label-efficiency study (studies/label_efficiency.md): mpl_kt from the shipped teacher's trunk
-(mtqnet/teacher-pesq-stoi-sdi, unless --teacher names another) when the student is built like it (--preset
-small-distillmos, the default, with its Distill-MOS encoder and fusion); mpl otherwise, and when continuing a saved
-model (--model_name_or_path).
+The default follows the label-efficiency study on the encoder (studies/label_efficiency.md): kt from the shipped
+teacher's trunk (mtqnet/teacher-pesq-stoi-sdi, unless --teacher names another) when the student is built like it
+(--preset small-distillmos, the default, with its Distill-MOS encoder and fusion); scratch otherwise, and when
+continuing a saved model (--model_name_or_path). Methods without pseudo labels leave out training clips that have no
+primary label (a warning counts them).
 
 Example (`mtqnet train` and `python train.py` are the same command):
   mtqnet train --train_file data/train.csv --test_file data/test.csv --output_dir out/mtqnet \\
@@ -75,6 +76,7 @@ from .data import (
     load_speech_dataset,
     prepare_dataset,
     split_train_validation,
+    without_unlabelled,
 )
 from .features_cache import DEFAULT_SSL_CACHE_DIR, cache_ssl_features
 from .reporting import results_table, scatter_plots, weak_target_note, weak_targets, write_predictions_csv
@@ -128,9 +130,9 @@ class ModelArguments:
         "help": f"model size: {', '.join(PRESETS)} (the default is the shipped models' trunk, with the pretrained "
                 "Distill-MOS encoder)"})
     method: str | None = field(default=None, metadata={
-        "help": f"training set-up: {', '.join(METHODS)}. Default: mpl_kt when the student can take the teacher's "
+        "help": f"training set-up: {', '.join(METHODS)}. Default: kt when the student can take the teacher's "
                 f"trunk (--teacher, or the shipped {SHIPPED_TEACHER} for --preset {SHIPPED_TEACHER_PRESET} with its "
-                "own encoder), else mpl"})
+                "own encoder), else scratch (studies/label_efficiency.md: pseudo labels did not pay on the encoder)"})
     teacher: str | None = field(default=None, metadata={
         "help": f"teacher folder or shipped short name for kt / mpl_kt (default: {SHIPPED_TEACHER}, whose trunk is "
                 f"the {SHIPPED_TEACHER_PRESET} preset)"})
@@ -213,17 +215,18 @@ def checked_arguments(model_args: ModelArguments, data_args: DataArguments,
 
 
 def choose_method_and_teacher(model_args: ModelArguments) -> None:
-    """Fill in the default `--method` and `--teacher` (in place). The label-efficiency study found that starting from
-    the shipped teacher's trunk is what pays with few labels (on the encoder, 0.3.0: MPL + KT beat scratch at 50
-    labelled clips and was never significantly below it; from 200 up KT alone did as well or better; on 0.1.0's trunk
-    MPL from a random trunk never beat scratch), so a student that can take that trunk gets `mpl_kt` with it; any
-    other gets `mpl`."""
+    """Fill in the default `--method` and `--teacher` (in place). The default follows the label-efficiency study on the
+    encoder (studies/label_efficiency.md, 0.3.0): starting from the shipped teacher's trunk (KT) was as good as MPL + KT
+    with 50 labelled clips and better with 200 (600: level), and in the demo (128 labelled clips) neither MPL nor MPL +
+    KT beat scratch; the teacher's pseudo labels did not pay. So a student that can take that trunk gets `kt` with it;
+    any other student, and a saved model continued, trains on its primary labels (`scratch`: on 0.1.0's trunk without
+    SSL, MPL from a random trunk never beat it either)."""
     fits = shipped_teacher_fits(model_args.preset, model_args.ssl_model, model_args.fusion_mode)
     if model_args.method is None:
         if model_args.model_name_or_path:  # continuing a saved model: its own trunk, not a teacher's
-            model_args.method = "mpl"
+            model_args.method = "scratch"
         else:
-            model_args.method = "mpl_kt" if model_args.teacher or fits else "mpl"
+            model_args.method = "kt" if model_args.teacher or fits else "scratch"
     if model_args.method not in METHODS:
         raise ValueError(f"--method must be one of {METHODS}, got {model_args.method!r}")
     if model_args.method in TEACHER_TRUNK_METHODS and not model_args.teacher:
@@ -325,6 +328,12 @@ def load_datasets(model_args: ModelArguments, data_args: DataArguments, training
     pseudo_columns = data_args.pseudo_label_columns if uses_pseudo_labels(model_args) else []
     groups = [data_args.group_column] if data_args.group_column and not data_args.validation_file else []
     train = load_split(data_args.train_file, "train", data_args, extractor, config, pseudo_columns, groups).dataset
+    if not uses_pseudo_labels(model_args):
+        train, unlabelled = without_unlabelled(train)
+        if unlabelled:
+            logger.warning("train: %d clip(s) have no primary label; --method %s learns from primary labels only, so "
+                           "they are left out (--method mpl or mpl_kt learns from their pseudo labels)",
+                           unlabelled, model_args.method)
     if data_args.validation_file:
         validation = load_split(data_args.validation_file, "validation", data_args, extractor, config,
                                 pseudo_columns).dataset

@@ -21,6 +21,7 @@ from modeling_mtqnet.training.data import (
     load_speech_dataset,
     prepare_dataset,
     split_train_validation,
+    without_unlabelled,
 )
 from tests.helpers import write_corpus
 
@@ -166,6 +167,25 @@ def test_missing_labels_become_nan(corpus, extractor, tmp_path):
     dataset = prepare(load_speech_dataset(rewrite(corpus, tmp_path, blank), "path"), extractor).dataset
     assert math.isnan(dataset[1]["labels"][0]) and not math.isnan(dataset[1]["labels"][1])
     assert math.isnan(dataset[2]["pseudo_labels"][0]) and not any(math.isnan(v) for v in dataset[3]["labels"])
+
+
+def test_clips_without_any_primary_label_are_left_out_for_methods_without_pseudo_labels(corpus, extractor, tmp_path):
+    def unlabel(rows):
+        for row in rows[:4]:
+            row.update(s_mos="", n_mos="", g_mos="")
+        rows[4]["s_mos"] = ""  # one primary label missing of three: the clip still trains the other two heads
+        return rows
+
+    dataset = prepare(load_speech_dataset(rewrite(corpus, tmp_path, unlabel), "path"), extractor,
+                      pseudo_label_columns=[]).dataset
+    kept, dropped = without_unlabelled(dataset)
+    assert dropped == 4 and len(kept) == len(dataset) - 4
+    assert kept["audio_id"] == dataset["audio_id"][4:]  # order kept
+    assert all(not all(math.isnan(v) for v in labels) for labels in kept["labels"])
+    unchanged, none = without_unlabelled(kept)
+    assert none == 0 and len(unchanged) == len(kept)
+    with pytest.raises(DatasetValidationError, match="No training clip has a primary label"):
+        without_unlabelled(dataset.select(range(4)))
 
 
 def bad_file_rows(folder):

@@ -257,6 +257,29 @@ def test_methods_end_to_end(corpus, tmp_path):
     check_outputs(run_train(tmp_path, "mpl_kt", "--method", "mpl_kt", "--teacher", str(teacher), corpus=corpus))
 
 
+def test_a_method_without_pseudo_labels_leaves_out_clips_without_primary_labels(corpus, tmp_path, caplog):
+    rows = list(csv.DictReader(open(corpus["train"])))
+    for row in rows:
+        row["path"] = str(Path(corpus["train"]).parent / row["path"])
+    for row in rows[:6]:  # pseudo labels only, as in a pooled MPL table
+        row.update(s_mos="", n_mos="", g_mos="")
+    pooled = tmp_path / "pooled.csv"
+    with open(pooled, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with caplog.at_level(logging.INFO, logger="mtqnet.train"):
+        run_train(tmp_path, "scratch_pooled", "--method", "scratch", "--validation_split", "0.2",
+                  corpus={**corpus, "train": pooled})
+    assert "train: 6 clip(s) have no primary label; --method scratch learns from primary labels only" in caplog.text
+    assert "8 train / 2 validation clips" in caplog.text  # the 10 labelled clips, split 80 / 20
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mtqnet.train"):  # MPL keeps them: their pseudo labels train it
+        run_train(tmp_path, "mpl_pooled", "--method", "mpl", "--validation_split", "0.2",
+                  corpus={**corpus, "train": pooled})
+    assert "no primary label" not in caplog.text and "12 train / 4 validation clips" in caplog.text
+
+
 def test_train_with_frozen_ssl_uses_the_cache(corpus, tmp_path):
     output_dir = tmp_path / "frozen"
     train.main(["--train_file", str(corpus["train"]), "--output_dir", str(output_dir), "--preset", "tiny",
@@ -289,18 +312,19 @@ def test_default_method_starts_from_the_shipped_teacher_when_the_student_can_tak
         return model_args.method, model_args.teacher
 
     shipped = str(pretrained_path(SHIPPED_TEACHER))
-    assert chosen() == ("mpl_kt", shipped)  # the study's evidence: the teacher's trunk pays with few labels
-    assert chosen("--ssl_model", "distillmos") == ("mpl_kt", shipped)  # the preset's own encoder, named
-    assert chosen("--ssl_model", "none") == ("mpl", None)
-    assert chosen("--preset", "small") == ("mpl", None)
-    assert chosen("--method", "kt") == ("kt", shipped)
-    assert chosen("--teacher", str(tmp_path)) == ("mpl_kt", str(tmp_path))
-    # Students built unlike the shipped trunk, or continuing a saved model, keep MPL from their own trunk.
-    assert chosen("--preset", "tiny") == ("mpl", None)
-    assert chosen("--ssl_model", "microsoft/wavlm-base-plus") == ("mpl", None)
-    assert chosen("--fusion_mode", "time") == ("mpl", None)
-    assert chosen("--model_name_or_path", "mtqnet/small-p835") == ("mpl", None)
-    assert chosen("--method", "scratch") == ("scratch", None)
+    # The study on the encoder: the teacher's trunk pays, its pseudo labels did not (KT >= MPL + KT at every size).
+    assert chosen() == ("kt", shipped)
+    assert chosen("--ssl_model", "distillmos") == ("kt", shipped)  # the preset's own encoder, named
+    assert chosen("--method", "mpl_kt") == ("mpl_kt", shipped)
+    assert chosen("--teacher", str(tmp_path)) == ("kt", str(tmp_path))
+    # Students built unlike the shipped trunk, or continuing a saved model, train on their primary labels.
+    assert chosen("--ssl_model", "none") == ("scratch", None)
+    assert chosen("--preset", "small") == ("scratch", None)
+    assert chosen("--preset", "tiny") == ("scratch", None)
+    assert chosen("--ssl_model", "microsoft/wavlm-base-plus") == ("scratch", None)
+    assert chosen("--fusion_mode", "time") == ("scratch", None)
+    assert chosen("--model_name_or_path", "mtqnet/small-p835") == ("scratch", None)
+    assert chosen("--method", "mpl", "--preset", "tiny") == ("mpl", None)
     for extra in (["--preset", "tiny"], ["--model_name_or_path", "mtqnet/small-p835"]):
         with pytest.raises(ValueError, match="needs --teacher TEACHER_DIR"):
             chosen("--method", "mpl_kt", *extra)
@@ -331,7 +355,8 @@ def test_default_training_takes_the_shipped_teachers_trunk(corpus, tmp_path):
     student = MTQNetForSpeechQualityAssessment.from_pretrained(output_dir)
     teacher = MTQNetForSpeechQualityAssessment.from_pretrained(pretrained_path(SHIPPED_TEACHER))
     assert student.config.target_names == TARGETS and not student.config.auxiliary_target_names
-    assert student.config.trained_auxiliary_target_names == PSEUDO  # MPL's pseudo-label heads were trained
+    assert not student.config.trained_auxiliary_target_names  # KT: no pseudo-label heads were trained
+    assert "# MTQ-Net results (kt," in (output_dir / "results.md").read_text()
     for name, value in teacher.mtqnet.state_dict().items():  # learning rate 0: exactly the teacher's trunk
         torch.testing.assert_close(student.mtqnet.state_dict()[name], value, rtol=0, atol=0)
 
