@@ -123,7 +123,7 @@ def test_results_are_means_over_seeds_with_intervals(quick_run):
     table = parse_results_table(text)
     assert list(table) == [METHOD_NAMES[method] for method in METHODS]
     # The set-up names the encoder the students were built with (the preset's, frozen), not only a given --ssl_model.
-    assert "- SSL encoder: a frozen Distill-MOS encoder (distillmos)." in text
+    assert "- SSL encoder: a frozen pretrained Distill-MOS encoder (distillmos)." in text
     for values in table.values():
         assert len(values) == 9 and all(math.isfinite(v) for v in values.values())
         for name in ("S-MOS", "N-MOS", "G-MOS"):
