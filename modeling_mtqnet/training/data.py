@@ -230,12 +230,20 @@ def duplicate_clips(dataset) -> dict[str, int]:
     return {audio_id: count for audio_id, count in counts.items() if count > 1}
 
 
+def has_primary_labels(dataset) -> np.ndarray:
+    """Per row of a prepared dataset: whether any primary label is given (not NaN)."""
+    if "labels" not in dataset.column_names or len(dataset) == 0:
+        return np.zeros(len(dataset), dtype=bool)
+    labels = np.asarray(dataset.with_format(None).select_columns(["labels"])["labels"], dtype=np.float64)
+    return np.isfinite(labels).any(axis=1)
+
+
 def without_unlabelled(dataset):
     """(the rows with at least one primary label, how many rows had none). A method without pseudo labels learns
     nothing from a clip without a primary label: left in, it would only take places in the batches."""
     if len(dataset) == 0:
         return dataset, 0
-    labelled = ~np.all(np.isnan(np.asarray(dataset["labels"], dtype=np.float64).reshape(len(dataset), -1)), axis=1)
+    labelled = has_primary_labels(dataset)
     dropped = int((~labelled).sum())
     if dropped == len(dataset):
         raise DatasetValidationError("No training clip has a primary label: give labels, or train with pseudo labels "
@@ -326,6 +334,7 @@ __all__ = [
     "prepare_dataset",
     "label_matrix",
     "split_train_validation",
+    "has_primary_labels",
     "without_unlabelled",
     "duplicate_clips",
     "RandomCrop",

@@ -15,6 +15,7 @@ from transformers import EvalPrediction, Trainer, TrainerCallback
 
 from ..model.modeling_mtqnet import speech_quality_objective
 from ..threads import REVISIT_EVERY_S, FreeCoreWatch
+from .data import has_primary_labels
 from .reporting import METRIC_KEYS, REPORTED_METRIC_KEYS
 
 logger = logging.getLogger("mtqnet.train")
@@ -54,14 +55,6 @@ def make_compute_metrics(target_names: list[str], auxiliary_target_names: list[s
 
 def _as_tuple(value: Any) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
-
-
-def has_primary_labels(dataset) -> np.ndarray:
-    """Per row of a prepared dataset: whether any primary label is given (not NaN)."""
-    if "labels" not in dataset.column_names:
-        return np.zeros(len(dataset), dtype=bool)
-    labels = np.asarray(dataset.with_format(None).select_columns(["labels"])["labels"], dtype=np.float64)
-    return np.isfinite(labels).any(axis=1)
 
 
 # `mtqnet train --method mpl / mpl_kt` draws at least half of its training clips from the labelled ones. Measured
@@ -252,6 +245,6 @@ class MTQNetTrainer(Trainer):
         return self.optimizer
 
 
-__all__ = ["FreeCoreThreadsCallback", "MTQNetTrainer", "make_compute_metrics", "has_primary_labels",
+__all__ = ["FreeCoreThreadsCallback", "MTQNetTrainer", "make_compute_metrics",
            "labelled_share_weights", "DEFAULT_LABELLED_BATCH_SHARE",
            "load_speech_quality_metric", "SPEECH_QUALITY_METRIC"]

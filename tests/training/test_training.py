@@ -395,7 +395,8 @@ def test_two_process_ddp_on_cpu(corpus, tmp_path):
 def test_labelled_batch_share_draws_labelled_clips_at_the_asked_share(corpus, tmp_path):
     """MPL with few labelled clips: `labelled_batch_share` makes the sampler draw them at that share (seeded); it is a
     floor, so data already labelled at that share or more, or a share of 0, keeps the natural mix."""
-    from modeling_mtqnet.training.trainer import has_primary_labels, labelled_share_weights
+    from modeling_mtqnet.training.data import has_primary_labels
+    from modeling_mtqnet.training.trainer import labelled_share_weights
 
     config = MTQNetConfig.from_preset("tiny", ssl_config=None, auxiliary_target_names=PSEUDO)
     dataset = prepared(corpus["train"], config)
