@@ -1,19 +1,24 @@
-"""KT at the shipped recipe's budget against the shipped S/N/G model (MPL + KT), paired bootstrap over the 300 test clips."""
+"""KT at the shipped budget against the shipped S/N/G model (MPL + KT) on the same test clips: LCC and its difference,
+with the study's paired bootstrap (`training.reporting.seed_bootstrap`; one seed each, so over test clips only)."""
+import sys
+from pathlib import Path
+
 import numpy as np
+
 from modeling_mtqnet.tables import read_table
-kt = {r["audio_id"]: r for r in read_table("/work/build/le_shipped_budget/runs/kt_n600_seed0/predictions.csv")}
-shipped = {r["path"]: r for r in read_table("/work/build/le_shipped_budget/shipped_small_p835.csv")}
-paths = list(kt)
-rng = np.random.default_rng(0)
-for t in ("s_mos", "n_mos", "g_mos"):
-    y = np.array([float(kt[p][t]) for p in paths])
-    a = np.array([float(kt[p][f"{t}_pred"]) for p in paths])
-    b = np.array([float(shipped[p][t]) for p in paths])
-    lcc = lambda x, idx: np.corrcoef(x[idx], y[idx])[0, 1]
-    full = np.arange(len(y))
-    diffs = []
-    for _ in range(2000):
-        idx = rng.integers(0, len(y), len(y))
-        diffs.append(lcc(a, idx) - lcc(b, idx))
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
-    print(f"{t}: kt {lcc(a, full):.3f}  shipped {lcc(b, full):.3f}  diff {lcc(a, full)-lcc(b, full):+.3f} [{lo:+.3f}, {hi:+.3f}]")
+from modeling_mtqnet.training.reporting import seed_bootstrap
+
+TARGETS = ("s_mos", "n_mos", "g_mos")
+here = Path(__file__).parent
+kt = read_table(Path(sys.argv[1]) if len(sys.argv) > 1 else here / "runs" / "kt_n600_seed0" / "predictions.csv")
+shipped = {row["path"]: row for row in read_table(here / "shipped_small-p835_predictions.csv")}
+true = np.array([[float(row[t]) for t in TARGETS] for row in kt])
+values = {0: np.array([[float(row[f"{t}_pred"]) for t in TARGETS] for row in kt])}
+reference = {0: np.array([[float(shipped[row["audio_id"]][f"{t}_pred"]) for t in TARGETS] for row in kt])}
+own = seed_bootstrap(values, None, true, TARGETS, 2000, np.random.default_rng(0))
+theirs = seed_bootstrap(reference, None, true, TARGETS, 2000, np.random.default_rng(0))
+difference = seed_bootstrap(values, reference, true, TARGETS, 2000, np.random.default_rng(0))
+for t in TARGETS:
+    mean, low, high = difference[f"{t}_lcc"]
+    print(f"{t}: KT {own[f'{t}_lcc'][0]:.3f}  shipped {theirs[f'{t}_lcc'][0]:.3f}  KT - shipped {mean:+.3f} "
+          f"[{low:+.3f}, {high:+.3f}]")
