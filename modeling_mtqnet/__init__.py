@@ -31,7 +31,7 @@ from .pretrained import SHIPPED as SHIPPED_MODELS
 from .pretrained import pretrained_path, resolve_model
 from .vocabulary import PIPELINE_TASK
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 AutoConfig.register(MTQNetConfig.model_type, MTQNetConfig, exist_ok=True)
 AutoModel.register(MTQNetConfig, MTQNetForSpeechQualityAssessment, exist_ok=True)

@@ -43,6 +43,10 @@ METHOD_DESCRIPTIONS = {
               "heads",
 }
 
+#: The line of a trained folder's results.md that names the saved model a run continued (`--model_name_or_path`);
+#: a model card reads it to describe the method truly.
+CONTINUED_FROM_LINE = "Continued from: "
+
 # -- columns -------------------------------------------------------------------------------------------------------
 
 #: The column in which every batch job (scoring, annotating, intrusive labels) says why a row has no result.
@@ -70,5 +74,5 @@ __all__ = [
     "PIPELINE_TASK",
     "PRIMARY_TARGETS", "AUXILIARY_TARGETS", "PSEUDO_LABEL_TARGETS", "TARGET_DISPLAY_NAMES", "display_name",
     "METHODS", "PSEUDO_LABEL_METHODS", "TEACHER_TRUNK_METHODS", "METHOD_DISPLAY_NAMES", "METHOD_DESCRIPTIONS",
-    "ERROR_COLUMN", "AUDIO_COLUMN", "TABLE_SUFFIXES", "AUDIO_EXTENSIONS", "audio_suffixes",
+    "CONTINUED_FROM_LINE", "ERROR_COLUMN", "AUDIO_COLUMN", "TABLE_SUFFIXES", "AUDIO_EXTENSIONS", "audio_suffixes",
 ]

@@ -33,7 +33,8 @@ frozen pretrained encoder's frames (`--preset small-distillmos`), fitted on the 
 target chosen on the validation set.
 
 The defaults are the study on the shipped encoder (0.3.0): `small-distillmos` students on whole clips, a pool of
-2,000 clips, 50 / 200 / 600 labelled ones, 300 test clips.
+2,000 clips, 50 / 200 / 800 labelled ones (the first 800 pool clips the candidates, the next 100 the validation
+clips), 300 test clips.
 
     .venv/bin/python studies/label_efficiency.py --build_dir work/teacher --output_dir outputs/label_efficiency
     .venv/bin/python studies/label_efficiency.py ... --methods scratch kt mpl_kt readout --steps 100 --batch_size 8
@@ -359,7 +360,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build_dir", type=Path, required=True, help="work folder of `mtqnet build-pretrained`")
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/label_efficiency"))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 600])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 800])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=["scratch", "kt", "mpl", "mpl_kt", READOUT], choices=METHODS)
     parser.add_argument("--objectives", nargs="+", type=parse_objective, default=[DEFAULT_OBJECTIVE],

@@ -21,7 +21,9 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..training import reporting
-from ..vocabulary import METHOD_DESCRIPTIONS, PRIMARY_TARGETS, PSEUDO_LABEL_METHODS, PSEUDO_LABEL_TARGETS, display_name
+from ..vocabulary import (
+    CONTINUED_FROM_LINE, METHOD_DESCRIPTIONS, PRIMARY_TARGETS, PSEUDO_LABEL_METHODS, PSEUDO_LABEL_TARGETS, display_name,
+)
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 #: The section a shipped model's card adds on its build, by kind of build: (template beside this file, the targets of
@@ -107,6 +109,27 @@ def method_from_results(model_dir: Path) -> str | None:
     return match.group("method").strip() if match else None
 
 
+def continued_from_results(model_dir: Path) -> str | None:
+    """The saved model a run continued (`--model_name_or_path`), from results.md's `Continued from:` line."""
+    path = model_dir / "results.md"
+    if not path.is_file():
+        return None
+    for line in path.read_text(encoding="utf-8").splitlines()[:5]:  # it follows the title
+        if line.startswith(CONTINUED_FROM_LINE):
+            return line.removeprefix(CONTINUED_FROM_LINE).strip() or None
+    return None
+
+
+def method_description(method: str, continued_from: str | None = None) -> str:
+    """What a method did, in words; a continued model's starting point named (it did not start from scratch)."""
+    described = METHOD_DESCRIPTIONS.get(method, "see the training set-up")
+    if continued_from is None:
+        return described
+    if method == "scratch":
+        described = "trained on the primary labels only"
+    return f"{described}, continuing the saved MTQ-Net `{continued_from}`"
+
+
 #: How a card names an SSL encoder's model type where the type alone would not say it (others: the model type).
 SSL_DISPLAY_NAMES = {"distillmos_encoder": "pretrained Distill-MOS"}
 
@@ -151,11 +174,12 @@ def pseudo_label_targets(config: Mapping[str, Any], options: CardOptions, method
     return "none"
 
 
-def training_setup(config: Mapping[str, Any], options: CardOptions, method: str) -> list[str]:
+def training_setup(config: Mapping[str, Any], options: CardOptions, method: str,
+                   continued_from: str | None = None) -> list[str]:
     """The bullet lines of the card's training set-up section."""
     loss = str(config.get("loss_type", "huber"))
     lines = [
-        f"Method: `{method}` ({METHOD_DESCRIPTIONS.get(method, 'see the training log')})",
+        f"Method: `{method}` ({method_description(method, continued_from)})",
         f"Loss: {loss}" + (f", delta = {config.get('huber_delta')}" if loss == "huber" else "")
         + "; per target, utterance loss + alpha x frame loss over valid frames",
         f"alpha (frame-level loss weight): {config.get('frame_loss_weight')}",
@@ -245,6 +269,7 @@ def render_card(model_dir: str | Path, options: CardOptions) -> ModelCard:
     config = read_json(model_dir / "config.json")
     targets = list(config.get("target_names", []))
     method = options.method or method_from_results(model_dir) or "unknown"
+    continued_from = continued_from_results(model_dir)
     results_path = model_dir / "eval_results.json"
     selected = select_split(read_json(results_path), targets) if results_path.is_file() else None
     split = selected[0] if selected else "test"
@@ -262,10 +287,10 @@ def render_card(model_dir: str | Path, options: CardOptions) -> ModelCard:
         outputs=target_list(targets),
         target_names=targets,
         num_targets=len(targets),
-        method_description=f"`{method}`: {METHOD_DESCRIPTIONS.get(method, 'see the training set-up')}",
+        method_description=f"`{method}`: {method_description(method, continued_from)}",
         ssl_description=ssl_description(config),
         results=results_section(model_dir, targets, selected, method, dataset_name),
-        setup=training_setup(config, options, method),
+        setup=training_setup(config, options, method, continued_from),
         repo_id=options.repo_id,
         labels_section=labels_section(options),
         citation=CITATION,

@@ -6,11 +6,13 @@ and masks just its own term of the loss. Everything is checked before the first 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,11 +29,33 @@ class DatasetValidationError(ValueError):
     """A dataset that cannot be trained on as it is; the message says what and where."""
 
 
+@contextlib.contextmanager
+def run_datasets_cache() -> Iterator[str]:
+    """A folder for one run's datasets files (a manifest's Arrow copy, the decoded clips, the encoder's features),
+    removed when the run ends.
+
+    The maps that decode clips and cache encoder features get a new fingerprint in every process (datasets hashes the
+    extractor and model they close over differently each time), so their files in the shared datasets cache were never
+    reused, only left behind: on the shipped encoder a 2,000-clip pool left about 1.6 GB per `mtqnet train` run. The
+    folder is made inside the datasets cache (`HF_DATASETS_CACHE`), on the disk chosen for such files; a run killed
+    before its end leaves it there, named `mtqnet-run-*`.
+    """
+    import datasets
+
+    root = Path(datasets.config.HF_DATASETS_CACHE)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mtqnet-run-", dir=root, ignore_cleanup_errors=True) as folder:
+        yield folder
+
+
 def load_speech_dataset(source: str | os.PathLike, audio_column: str, split: str | None = None,
-                        path_columns: Iterable[str] = ()):
+                        path_columns: Iterable[str] = (), cache_dir: str | None = None):
     """Load a CSV/JSONL manifest, an audiofolder, a `save_to_disk` folder, or a Hub dataset with an `Audio` column.
 
     Manifest paths (the audio column and any `path_columns`, e.g. a clean reference) are relative to the manifest.
+    `cache_dir` (e.g. `run_datasets_cache()`'s) holds a manifest's or audiofolder's Arrow copy and the files of every
+    map applied to it later; a `save_to_disk` folder keeps them beside its own files, a Hub dataset in the datasets
+    cache, as datasets does.
     """
     import datasets
 
@@ -52,7 +76,8 @@ def load_speech_dataset(source: str | os.PathLike, audio_column: str, split: str
             header = ", ".join(lines[0].split("\t" if kind == "tsv" else ","))
             raise DatasetValidationError(f"{source} has a header ({header}) but no rows")
         try:
-            dataset = datasets.load_dataset(builder, data_files=str(source_path), split="train", **kwargs)
+            dataset = datasets.load_dataset(builder, data_files=str(source_path), split="train", cache_dir=cache_dir,
+                                            **kwargs)
         except Exception as error:  # pandas / pyarrow parse errors, worded for the user
             reason = " ".join(str(error).split())[:300]
             raise DatasetValidationError(f"{source} cannot be read as a {kind.upper()} manifest: {reason}") from error
@@ -70,7 +95,7 @@ def load_speech_dataset(source: str | os.PathLike, audio_column: str, split: str
         if (source_path / "dataset_info.json").exists() or (source_path / "dataset_dict.json").exists():
             dataset = datasets.load_from_disk(str(source_path))
         else:
-            dataset = datasets.load_dataset("audiofolder", data_dir=str(source_path))
+            dataset = datasets.load_dataset("audiofolder", data_dir=str(source_path), cache_dir=cache_dir)
     elif source_path.suffix.lower() in TABLE_SUFFIXES or os.sep in str(source):
         raise DatasetValidationError(f"Dataset not found: {source}")
     else:
@@ -330,6 +355,7 @@ class SpeechQualityCollator:
 
 __all__ = [
     "DatasetValidationError",
+    "run_datasets_cache",
     "load_speech_dataset",
     "prepare_dataset",
     "label_matrix",

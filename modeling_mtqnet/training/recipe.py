@@ -1,7 +1,7 @@
 """Train MTQ-Net (MPL stage 2) or a MOSA-Net teacher on a manifest, an audiofolder or a datasets folder.
 
 Methods (the paper's four set-ups):
-  scratch  primary labels only, random trunk
+  scratch  primary labels only, random trunk (or --model_name_or_path's: a saved model continued)
   kt       primary labels only, trunk initialised from --teacher (knowledge transfer)
   mpl      primary labels + pseudo-label heads trained on --pseudo_label_columns (at least half of the draws are
            labelled clips: --labelled_batch_share)
@@ -61,6 +61,7 @@ from ..pretrained import (
 )
 from ..vocabulary import (
     AUDIO_COLUMN,
+    CONTINUED_FROM_LINE,
     METHODS,
     PRIMARY_TARGETS,
     PSEUDO_LABEL_METHODS,
@@ -75,6 +76,7 @@ from .data import (
     duplicate_clips,
     load_speech_dataset,
     prepare_dataset,
+    run_datasets_cache,
     split_train_validation,
     without_unlabelled,
 )
@@ -216,9 +218,9 @@ def checked_arguments(model_args: ModelArguments, data_args: DataArguments,
 
 def choose_method_and_teacher(model_args: ModelArguments) -> None:
     """Fill in the default `--method` and `--teacher` (in place). The default follows the label-efficiency study on the
-    encoder (studies/label_efficiency.md, 0.3.0): starting from the shipped teacher's trunk (KT) was as good as MPL + KT
-    with 50 labelled clips and better with 200 (600: level), and in the demo (128 labelled clips) neither MPL nor MPL +
-    KT beat scratch; the teacher's pseudo labels did not pay. So a student that can take that trunk gets `kt` with it;
+    encoder (studies/label_efficiency.md, two draws, 50 to 800 labelled clips): starting from the shipped teacher's trunk
+    (KT) was as good as or better than MPL + KT at every size, and in the demo (128 labelled clips) neither MPL nor MPL
+    + KT beat scratch; the teacher's pseudo labels did not pay. So a student that can take that trunk gets `kt` with it;
     any other student, and a saved model continued, trains on its primary labels (`scratch`: on 0.1.0's trunk without
     SSL, MPL from a random trunk never beat it either)."""
     fits = shipped_teacher_fits(model_args.preset, model_args.ssl_model, model_args.fusion_mode)
@@ -229,8 +231,13 @@ def choose_method_and_teacher(model_args: ModelArguments) -> None:
             model_args.method = "kt" if model_args.teacher or fits else "scratch"
     if model_args.method not in METHODS:
         raise ValueError(f"--method must be one of {METHODS}, got {model_args.method!r}")
+    if model_args.method in TEACHER_TRUNK_METHODS and model_args.model_name_or_path:
+        # Otherwise the saved model's weights would silently stand in for the teacher's trunk.
+        raise ValueError(f"--method {model_args.method} starts from a teacher's trunk and --model_name_or_path "
+                         "continues a saved model: give one of them (a continued model trains with --method scratch "
+                         "or mpl)")
     if model_args.method in TEACHER_TRUNK_METHODS and not model_args.teacher:
-        if not fits or model_args.model_name_or_path:
+        if not fits:
             raise ValueError(f"--method {model_args.method} needs --teacher TEACHER_DIR (the shipped "
                              f"{SHIPPED_TEACHER} fits only --preset {SHIPPED_TEACHER_PRESET} with its own encoder)")
         model_args.teacher = SHIPPED_TEACHER
@@ -294,11 +301,12 @@ def build_model(model_args: ModelArguments, data_args: DataArguments) -> MTQNetF
 
 
 def load_split(source: str, name: str, data_args: DataArguments, extractor: MTQNetFeatureExtractor,
-               config: MTQNetConfig, pseudo_columns: list[str], keep_columns: list[str] = ()):
+               config: MTQNetConfig, pseudo_columns: list[str], keep_columns: list[str] = (),
+               cache_dir: str | None = None):
     ranges = dict(zip(config.target_names, config.target_ranges))
     ranges.update(zip(config.auxiliary_target_names, config.auxiliary_target_ranges))
     prepared = prepare_dataset(
-        load_speech_dataset(source, data_args.audio_column),
+        load_speech_dataset(source, data_args.audio_column, cache_dir=cache_dir),
         extractor,
         audio_column=data_args.audio_column,
         target_columns=data_args.target_columns,
@@ -322,12 +330,15 @@ def load_split(source: str, name: str, data_args: DataArguments, extractor: MTQN
 
 
 def load_datasets(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
-                  model: MTQNetForSpeechQualityAssessment, extractor: MTQNetFeatureExtractor):
-    """(train, validation, test or None), checked, decoded, optionally cached (frozen SSL) or cropped (train)."""
+                  model: MTQNetForSpeechQualityAssessment, extractor: MTQNetFeatureExtractor,
+                  cache_dir: str | None = None):
+    """(train, validation, test or None), checked, decoded, optionally cached (frozen SSL) or cropped (train); the
+    datasets files of manifests and audiofolders in `cache_dir` (`run_datasets_cache()`)."""
     config = model.config
     pseudo_columns = data_args.pseudo_label_columns if uses_pseudo_labels(model_args) else []
     groups = [data_args.group_column] if data_args.group_column and not data_args.validation_file else []
-    train = load_split(data_args.train_file, "train", data_args, extractor, config, pseudo_columns, groups).dataset
+    train = load_split(data_args.train_file, "train", data_args, extractor, config, pseudo_columns, groups,
+                       cache_dir).dataset
     if not uses_pseudo_labels(model_args):
         train, unlabelled = without_unlabelled(train)
         if unlabelled:
@@ -336,11 +347,11 @@ def load_datasets(model_args: ModelArguments, data_args: DataArguments, training
                            unlabelled, model_args.method)
     if data_args.validation_file:
         validation = load_split(data_args.validation_file, "validation", data_args, extractor, config,
-                                pseudo_columns).dataset
+                                pseudo_columns, cache_dir=cache_dir).dataset
     else:
         train, validation = split_train_validation(train, data_args.validation_split, training_args.seed,
                                                    data_args.group_column)
-    test = load_split(data_args.test_file, "test", data_args, extractor, config, []).dataset \
+    test = load_split(data_args.test_file, "test", data_args, extractor, config, [], cache_dir=cache_dir).dataset \
         if data_args.test_file else None
     if model.mtqnet.can_cache_ssl_features and data_args.cache_ssl_features:
         cache_dir = None if data_args.ssl_cache_dir == "none" else Path(data_args.ssl_cache_dir)
@@ -356,8 +367,9 @@ def load_datasets(model_args: ModelArguments, data_args: DataArguments, training
 
 
 def write_outputs(trainer: MTQNetTrainer, output_dir: Path, method: str, eval_metrics: dict[str, float],
-                  scored_name: str, scored) -> dict[str, float]:
-    """predictions.csv and scatter plots for the scored set, eval_results.json and results.md."""
+                  scored_name: str, scored, continued_from: str | None = None) -> dict[str, float]:
+    """predictions.csv and scatter plots for the scored set, eval_results.json and results.md (whose title names the
+    method and, for a saved model continued, a `Continued from:` line its source: what a model card reads)."""
     config = trainer.accelerator.unwrap_model(trainer.model).config
     prediction = trainer.predict(scored, metric_key_prefix=scored_name)
     results, tables = dict(eval_metrics), {"validation": eval_metrics}
@@ -377,7 +389,9 @@ def write_outputs(trainer: MTQNetTrainer, output_dir: Path, method: str, eval_me
     # Said plainly, in the log and under the table, rather than left to be spotted in the numbers.
     note = weak_target_note(weak_targets(systems, config.target_names))
     title = (f"# MTQ-Net results ({method}, {config.loss_type} delta={config.huber_delta}, "
-             f"alpha={config.frame_loss_weight})\n\nCells: LCC / SRCC / MSE.\n\n")
+             f"alpha={config.frame_loss_weight})\n\n"
+             + (f"{CONTINUED_FROM_LINE}{continued_from}\n\n" if continued_from else "")
+             + "Cells: LCC / SRCC / MSE.\n\n")
     (output_dir / "results.md").write_text(title + table + "\n" + (f"\n{note}\n" if note else ""))
     logger.info("Results:\n%s", table)
     if note:
@@ -403,38 +417,43 @@ def train(run: TrainingRun) -> dict[str, float]:
 
     model = build_model(model_args, data_args)
     extractor = MTQNetFeatureExtractor.from_model_config(model.config)
-    train_dataset, eval_dataset, test_dataset = load_datasets(model_args, data_args, training_args, model, extractor)
-    callbacks = [FreeCoreThreadsCallback()]  # a long run looks again at the cores other processes leave free
-    if model_args.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(model_args.early_stopping_patience))
-    trainer = MTQNetTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        data_collator=SpeechQualityCollator(),
-        processing_class=extractor,  # saved (and pushed with --push_to_hub) with every checkpoint
-        compute_metrics=make_compute_metrics(model.config.target_names, model.config.auxiliary_target_names),
-        callbacks=callbacks,
-        ssl_learning_rate=model_args.ssl_learning_rate,
-        labelled_batch_share=data_args.labelled_batch_share if uses_pseudo_labels(model_args) else None,
-    )
-    logger.info("Method %s, targets %s, pseudo labels %s", model_args.method, model.config.target_names,
-                model.config.auxiliary_target_names)
-    logger.info("Training on %d process(es), %d train / %d validation clips", training_args.world_size,
-                len(train_dataset), len(eval_dataset))
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    # The run's decoded clips and encoder features (GBs for a few thousand clips), removed when it ends.
+    with run_datasets_cache() as cache_dir:
+        train_dataset, eval_dataset, test_dataset = load_datasets(
+            model_args, data_args, training_args, model, extractor, cache_dir)
+        callbacks = [FreeCoreThreadsCallback()]  # a long run looks again at the cores other processes leave free
+        if model_args.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(model_args.early_stopping_patience))
+        trainer = MTQNetTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=SpeechQualityCollator(),
+            processing_class=extractor,  # saved (and pushed with --push_to_hub) with every checkpoint
+            compute_metrics=make_compute_metrics(model.config.target_names, model.config.auxiliary_target_names),
+            callbacks=callbacks,
+            ssl_learning_rate=model_args.ssl_learning_rate,
+            labelled_batch_share=data_args.labelled_batch_share if uses_pseudo_labels(model_args) else None,
+        )
+        logger.info("Method %s%s, targets %s, pseudo labels %s", model_args.method,
+                    f" (continuing {model_args.model_name_or_path})" if model_args.model_name_or_path else "",
+                    model.config.target_names, model.config.auxiliary_target_names)
+        logger.info("Training on %d process(es), %d train / %d validation clips", training_args.world_size,
+                    len(train_dataset), len(eval_dataset))
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
-    eval_metrics = trainer.evaluate()
-    if not model_args.keep_auxiliary_heads:
-        trainer.accelerator.unwrap_model(trainer.model).drop_auxiliary_heads()
-    output_dir = Path(training_args.output_dir)
-    if trainer.is_world_process_zero():
-        trainer.save_model(str(output_dir))
-        extractor.save_pretrained(output_dir)
-    # predictions.csv and the scatter plots describe the test set, or the validation set when there is none.
-    scored = ("test", test_dataset) if test_dataset is not None else ("validation", eval_dataset)
-    return write_outputs(trainer, output_dir, model_args.method, eval_metrics, *scored)
+        eval_metrics = trainer.evaluate()
+        if not model_args.keep_auxiliary_heads:
+            trainer.accelerator.unwrap_model(trainer.model).drop_auxiliary_heads()
+        output_dir = Path(training_args.output_dir)
+        if trainer.is_world_process_zero():
+            trainer.save_model(str(output_dir))
+            extractor.save_pretrained(output_dir)
+        # predictions.csv and the scatter plots describe the test set, or the validation set when there is none.
+        scored = ("test", test_dataset) if test_dataset is not None else ("validation", eval_dataset)
+        return write_outputs(trainer, output_dir, model_args.method, eval_metrics, *scored,
+                             continued_from=model_args.model_name_or_path)
 
 
 def train_resuming(run: TrainingRun) -> dict[str, float]:

@@ -325,9 +325,14 @@ def test_default_method_starts_from_the_shipped_teacher_when_the_student_can_tak
     assert chosen("--fusion_mode", "time") == ("scratch", None)
     assert chosen("--model_name_or_path", "mtqnet/small-p835") == ("scratch", None)
     assert chosen("--method", "mpl", "--preset", "tiny") == ("mpl", None)
-    for extra in (["--preset", "tiny"], ["--model_name_or_path", "mtqnet/small-p835"]):
-        with pytest.raises(ValueError, match="needs --teacher TEACHER_DIR"):
-            chosen("--method", "mpl_kt", *extra)
+    with pytest.raises(ValueError, match="needs --teacher TEACHER_DIR"):
+        chosen("--method", "mpl_kt", "--preset", "tiny")
+    # A saved model continued has its own trunk: a teacher's would be silently ignored, so asking for both is refused.
+    for method in ("kt", "mpl_kt"):
+        for extra in ([], ["--teacher", str(tmp_path)]):
+            with pytest.raises(ValueError, match=f"--method {method} starts from a teacher's trunk and "
+                                                 "--model_name_or_path continues a saved model"):
+                chosen("--method", method, "--model_name_or_path", "mtqnet/small-p835", *extra)
 
 
 def test_dropout_option_overrides_the_trunks_own(tmp_path):
@@ -359,6 +364,49 @@ def test_default_training_takes_the_shipped_teachers_trunk(corpus, tmp_path):
     assert "# MTQ-Net results (kt," in (output_dir / "results.md").read_text()
     for name, value in teacher.mtqnet.state_dict().items():  # learning rate 0: exactly the teacher's trunk
         torch.testing.assert_close(student.mtqnet.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_a_continued_model_says_so_in_results_and_card(corpus, tmp_path):
+    from modeling_mtqnet.sharing.model_card import CardOptions, render_card
+
+    saved = tmp_path / "saved"
+    build_model(ssl_config=None).save_pretrained(saved)
+    output_dir = tmp_path / "continued"
+    train.main(["--train_file", str(corpus["train"]), "--output_dir", str(output_dir), "--model_name_or_path",
+                str(saved), "--max_steps", "1", "--per_device_train_batch_size", "4", "--report_to", "none",
+                "--save_strategy", "no", "--disable_tqdm", "true", "--use_cpu", "true"])
+    results = (output_dir / "results.md").read_text()
+    assert results.startswith("# MTQ-Net results (scratch,") and f"Continued from: {saved}\n" in results
+    card = render_card(output_dir, CardOptions(repo_id="tester/continued")).text
+    assert f"`scratch`: trained on the primary labels only, continuing the saved MTQ-Net `{saved}`" in card
+    assert "from scratch" not in card
+
+
+def test_a_run_leaves_no_datasets_files_behind(corpus, tmp_path, monkeypatch):
+    import datasets
+
+    # Every run's maps get new fingerprints, so files left in the datasets cache would only pile up (1.6 GB a run for
+    # a 2,000-clip pool on the encoder): the run keeps them in a folder of its own and removes it at its end.
+    cache_root = tmp_path / "datasets_cache"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache_root)
+    seen = []
+    load = train.load_datasets
+
+    def load_and_look(*args, **kwargs):
+        loaded = load(*args, **kwargs)
+        seen.extend(Path(f["filename"]) for split in loaded if split is not None for f in split.cache_files)
+        return loaded
+
+    monkeypatch.setattr(train, "load_datasets", load_and_look)
+    for run in ("first", "second"):
+        train.main(["--train_file", str(corpus["train"]), "--test_file", str(corpus["test"]), "--output_dir",
+                    str(tmp_path / run), "--preset", "tiny", "--ssl_model", "none", "--max_steps", "1",
+                    "--per_device_train_batch_size", "4", "--report_to", "none", "--save_strategy", "no",
+                    "--disable_tqdm", "true", "--use_cpu", "true"])
+        assert (tmp_path / run / "model.safetensors").is_file()
+    assert seen and all(path.is_relative_to(cache_root) and path.parent != cache_root for path in seen)
+    assert not any(path.exists() for path in seen)  # the decoded clips of both runs are gone
+    assert not list(cache_root.rglob("*.arrow")) and not list(cache_root.glob("mtqnet-run-*"))
 
 
 def test_help_documents_the_options():
