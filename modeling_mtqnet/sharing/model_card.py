@@ -99,22 +99,22 @@ def eval_results_for(targets: Sequence[str], metrics: Mapping[str, Any], split: 
     return results
 
 
+def _results_head(model_dir: Path, lines: int = 5) -> list[str]:
+    """The first lines of a trained folder's results.md (its title and what follows it); none without the file."""
+    path = model_dir / "results.md"
+    return path.read_text(encoding="utf-8").lstrip().splitlines()[:lines] if path.is_file() else []
+
+
 def method_from_results(model_dir: Path) -> str | None:
     """The method on results.md's title line (`# MTQ-Net results (mpl, huber delta=1.0, alpha=1.0)`)."""
-    path = model_dir / "results.md"
-    if not path.is_file():
-        return None
-    first_line = path.read_text(encoding="utf-8").lstrip().splitlines()[:1]
+    first_line = _results_head(model_dir, 1)
     match = RESULTS_TITLE.match(first_line[0]) if first_line else None
     return match.group("method").strip() if match else None
 
 
 def continued_from_results(model_dir: Path) -> str | None:
     """The saved model a run continued (`--model_name_or_path`), from results.md's `Continued from:` line."""
-    path = model_dir / "results.md"
-    if not path.is_file():
-        return None
-    for line in path.read_text(encoding="utf-8").splitlines()[:5]:  # it follows the title
+    for line in _results_head(model_dir):  # it follows the title
         if line.startswith(CONTINUED_FROM_LINE):
             return line.removeprefix(CONTINUED_FROM_LINE).strip() or None
     return None

@@ -338,7 +338,7 @@ def load_datasets(model_args: ModelArguments, data_args: DataArguments, training
     pseudo_columns = data_args.pseudo_label_columns if uses_pseudo_labels(model_args) else []
     groups = [data_args.group_column] if data_args.group_column and not data_args.validation_file else []
     train = load_split(data_args.train_file, "train", data_args, extractor, config, pseudo_columns, groups,
-                       cache_dir).dataset
+                       cache_dir=cache_dir).dataset
     if not uses_pseudo_labels(model_args):
         train, unlabelled = without_unlabelled(train)
         if unlabelled:
@@ -354,10 +354,10 @@ def load_datasets(model_args: ModelArguments, data_args: DataArguments, training
     test = load_split(data_args.test_file, "test", data_args, extractor, config, [], cache_dir=cache_dir).dataset \
         if data_args.test_file else None
     if model.mtqnet.can_cache_ssl_features and data_args.cache_ssl_features:
-        cache_dir = None if data_args.ssl_cache_dir == "none" else Path(data_args.ssl_cache_dir)
-        train = cache_ssl_features(train, model, cache_dir=cache_dir)
-        validation = cache_ssl_features(validation, model, cache_dir=cache_dir)
-        test = cache_ssl_features(test, model, cache_dir=cache_dir) if test is not None else None
+        ssl_cache_dir = None if data_args.ssl_cache_dir == "none" else Path(data_args.ssl_cache_dir)
+        train = cache_ssl_features(train, model, cache_dir=ssl_cache_dir)
+        validation = cache_ssl_features(validation, model, cache_dir=ssl_cache_dir)
+        test = cache_ssl_features(test, model, cache_dir=ssl_cache_dir) if test is not None else None
         if data_args.max_train_duration_s:
             logger.warning("Random cropping is off: cached SSL features belong to whole clips")
     elif data_args.max_train_duration_s:
